@@ -37,17 +37,25 @@ type Variable struct {
 
 // Build is one qemu source inside one build block.
 type Build struct {
-	// Name is "BUILDNAME.SOURCENAME" when the build block has a name,
-	// else "qemu.SOURCENAME": the name -only/-except match against
-	// and the prefix of the build's output lines.
-	Name       string
-	BuildName  string // build block's name (may be empty)
-	SourceName string // label of the source block, e.g. "debian"
+	// Name is Packer's build name (CoreBuild.Name): "qemu.SOURCENAME"
+	// when the build block has no name, "BUILDNAME.qemu.SOURCENAME" when
+	// it has one. It is what -only/-except match against and the prefix
+	// of the build's output lines.
+	Name      string
+	BuildName string // build block's name (may be empty)
+	// SourceName is the source's name as source.name sees it: the label
+	// of the source block, e.g. "debian", or the `name` a nested source
+	// block inside the build gives it.
+	SourceName string
 	SourceType string // always "qemu" here
 	Source     *QEMU
 	// Provisioners run in order; each element has exactly one of the
 	// typed pointers set.
 	Provisioners []*Provisioner
+	// ErrorCleanup is the build's error-cleanup-provisioner, run only
+	// when provisioning fails. Packer allows at most one, so this has zero
+	// or one element.
+	ErrorCleanup []*Provisioner
 	// PostProcessors: each inner slice is one chain (a post-processors
 	// block, or a lone post-processor block as a chain of one).
 	PostProcessors [][]*PostProcessor
