@@ -1,0 +1,70 @@
+package builder
+
+import (
+	"path/filepath"
+
+	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/hypervisor/qemu"
+)
+
+// Paths are the runtime locations a QEMU command line refers to.
+type Paths struct {
+	Disks     []string
+	Source    string // ISO (or disk image) path
+	RunDir    string // sockets
+	SerialLog string
+}
+
+// QEMUSpec maps a template's qemu source to the QEMU command line inputs.
+// It is pure: the same config, accelerator and paths give the same Spec.
+func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
+	s := qemu.Spec{
+		Binary:         c.QEMUBinary,
+		Name:           c.VMName,
+		Machine:        c.MachineType,
+		Accel:          accel,
+		CPUs:           c.CPUs,
+		MemoryMB:       c.Memory,
+		CPUModel:       c.CPUModel,
+		CDROMInterface: c.CDROMInterface,
+		Firmware:       c.Firmware,
+		QMPSocket:      filepath.Join(p.RunDir, "qmp.sock"),
+		SerialSocket:   filepath.Join(p.RunDir, "serial.sock"),
+		SerialLog:      p.SerialLog,
+		NetDevice:      c.NetDevice,
+		Display:        c.Display,
+		VGA:            c.VGA,
+		Paused:         true,
+		ExtraArgs:      c.QEMUArgs,
+	}
+	for _, d := range p.Disks {
+		s.Drives = append(s.Drives, qemu.Drive{
+			Path:         d,
+			Format:       c.Format,
+			Interface:    c.DiskInterface,
+			Cache:        c.DiskCache,
+			Discard:      c.DiskDiscard,
+			DetectZeroes: c.DiskDetectZeroes,
+			Media:        "disk",
+		})
+	}
+	switch {
+	case c.DiskImage:
+		s.Boot = "c"
+	default:
+		s.Drives = append(s.Drives, qemu.Drive{Path: p.Source, Format: "raw", Interface: c.CDROMInterface, Media: "cdrom", ReadOnly: true})
+		s.Boot = "once=d"
+	}
+	if c.EFIBoot {
+		// Packer drops -boot with EFI: OVMF keeps its own boot order.
+		s.Boot = ""
+		s.EFICode = c.EFICode
+		s.EFIVars = c.EFIVars
+	}
+	// TCG without -cpu max leaves guests starved of entropy (sshd's banner
+	// arrives 10-26 s late); a template's cpu_model still wins.
+	if s.CPUModel == "" && accel == "tcg" {
+		s.CPUModel = "max"
+	}
+	return s
+}

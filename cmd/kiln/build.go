@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kilnbuild/kiln/builder"
+	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/download"
+	"github.com/kilnbuild/kiln/ui"
+)
+
+// templateFlags are the flags every template command shares (Packer's).
+type templateFlags struct {
+	vars     map[string]string
+	varFiles []string
+	only     []string
+	except   []string
+}
+
+func (t *templateFlags) register(fs *flag.FlagSet) {
+	t.vars = map[string]string{}
+	fs.Func("var", "set a template variable: -var 'name=value' (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("-var wants name=value, got %q", s)
+		}
+		t.vars[k] = v
+		return nil
+	})
+	fs.Func("var-file", "load variables from a .pkrvars.hcl file (repeatable)", func(s string) error {
+		t.varFiles = append(t.varFiles, s)
+		return nil
+	})
+	fs.Func("only", "build only these builds, comma-separated globs (e.g. 'qemu.*')", func(s string) error {
+		t.only = append(t.only, splitList(s)...)
+		return nil
+	})
+	fs.Func("except", "skip these builds, comma-separated globs", func(s string) error {
+		t.except = append(t.except, splitList(s)...)
+		return nil
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// load parses the template named by the single positional argument,
+// prints diagnostics, and applies -only/-except.
+func (t *templateFlags) load(fs *flag.FlagSet, stderr io.Writer) (*config.Template, []*config.Build, error) {
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return nil, nil, fmt.Errorf("expected one template file or directory, got %d arguments", fs.NArg())
+	}
+	tpl, diags := config.Load(fs.Arg(0), config.LoadOptions{Vars: t.vars, VarFiles: t.varFiles, Env: os.Environ()})
+	if diags.HasErrors() {
+		// diags holds the warnings too.
+		config.WriteDiagnostics(stderr, tpl.Files, diags, false)
+		return nil, nil, errReported
+	}
+	if len(tpl.Warnings) > 0 {
+		config.WriteDiagnostics(stderr, tpl.Files, tpl.Warnings, false)
+	}
+	builds, err := config.Filter(tpl.Builds, t.only, t.except)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tpl, builds, nil
+}
+
+func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var tf templateFlags
+	tf.register(fs)
+	force := fs.Bool("force", false, "replace an existing output directory (only once the new build succeeded)")
+	onError := fs.String("on-error", "cleanup", "what to do when a build fails: cleanup, or abort (keep the VM running and its disk for inspection until Ctrl-C)")
+	parallel := fs.Int("parallel-builds", 0, "how many builds run at once; 0 means all")
+	timestamps := fs.Bool("timestamp-ui", false, "prefix each line of output with the time")
+	fs.Bool("color", true, "accepted for Packer compatibility; kiln prints no colour codes")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: kiln build [options] TEMPLATE\n\n  Build the qemu sources of TEMPLATE (a .pkr.hcl file or a directory of them).\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	if *onError != "cleanup" && *onError != "abort" {
+		return fmt.Errorf("-on-error must be cleanup or abort, not %q (ask and run-cleanup-provisioner are not supported)", *onError)
+	}
+	tpl, builds, err := tf.load(fs, stderr)
+	if err != nil {
+		return err
+	}
+	if len(builds) == 0 {
+		return errors.New("no qemu builds to run (check -only/-except and the template's build blocks)")
+	}
+	secrets := &ui.Secrets{}
+	secrets.Add(tpl.Sensitive...)
+	for _, b := range builds {
+		secrets.Add(b.Source.SSHPassword, b.Source.VNCPassword)
+	}
+	out := ui.NewOutput(stdout, secrets)
+	out.TTY = isTerminal(stdout)
+	out.Timestamps = *timestamps
+	debug, closeDebug, err := debugLog(secrets, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeDebug()
+
+	cwd, _ := os.Getwd()
+	cacheDir, err := download.DefaultCacheDir(nil)
+	if err != nil {
+		return err
+	}
+	limit := *parallel
+	if limit <= 0 {
+		limit = len(builds)
+	}
+	sem := make(chan struct{}, limit)
+	results := make([]*builder.Result, len(builds))
+	errs := make([]error, len(builds))
+	took := make([]time.Duration, len(builds))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, b := range builds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t0 := time.Now()
+			defer func() { took[i] = time.Since(t0) }()
+			results[i], errs[i] = runOne(ctx, b, builder.Options{
+				Force: *force, OnError: *onError, Dir: cwd, Env: os.Environ(), Stdin: stdin,
+				Secrets: secrets, CacheDir: cacheDir,
+			}, out, debug)
+		}()
+	}
+	wg.Wait()
+	out.Say("==> Wait completed after %s", time.Since(start).Round(time.Millisecond))
+	failed := 0
+	for i, b := range builds {
+		if errs[i] != nil {
+			failed++
+			out.Say("Build '%s' errored after %s: %v", b.Name, took[i].Round(time.Millisecond), errs[i])
+		}
+	}
+	out.Say("")
+	out.Say("==> Builds finished. The artifacts of successful builds are:")
+	for i, b := range builds {
+		if results[i] == nil {
+			continue
+		}
+		out.Say("--> %s: VM files in directory: %s", b.Name, relPath(cwd, results[i].OutputDir))
+		for _, a := range results[i].Artifacts {
+			out.Say("    %s (%s)", relPath(cwd, a.Path), ui.Bytes(a.Size))
+		}
+	}
+	if failed > 0 {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %d of %d builds did not finish; everything they started was cleaned up", failed, len(builds))
+		}
+		return fmt.Errorf("%d of %d builds failed", failed, len(builds))
+	}
+	return nil
+}
+
+// runOne runs one build with its own log directory and debug log file.
+func runOne(ctx context.Context, b *config.Build, opts builder.Options, out *ui.Output, debug io.Writer) (*builder.Result, error) {
+	u := out.Build(b.Name)
+	logDir, err := buildLogDir(b.Name)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(logDir, "kiln.log"))
+	if err != nil {
+		return nil, fmt.Errorf("creating build log: %w", err)
+	}
+	defer logFile.Close()
+	mw := ui.NewMaskingWriter(io.MultiWriter(logFile, debug), opts.Secrets)
+	defer mw.Flush()
+	log := slog.New(slog.NewTextHandler(mw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("build", b.Name)
+	u.Log = func(msg string) { log.Info(msg) }
+	opts.UI, opts.Log, opts.LogDir = u, log, logDir
+	u.Say("Build log and serial console: %s", logDir)
+	start := time.Now()
+	res, err := builder.Run(ctx, b, opts)
+	if err != nil {
+		u.Error("%v", err)
+		log.Error("build failed", "err", err)
+		return nil, err
+	}
+	u.Say("Build finished after %s", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// buildLogDir makes the per-build log directory: KILN_LOG_DIR, else
+// $XDG_STATE_HOME/kiln/logs, else ~/.local/state/kiln/logs.
+func buildLogDir(name string) (string, error) {
+	base := os.Getenv("KILN_LOG_DIR")
+	if base == "" {
+		state := os.Getenv("XDG_STATE_HOME")
+		if state == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return "", fmt.Errorf("finding a log directory (set KILN_LOG_DIR): %w", err)
+			}
+			state = filepath.Join(home, ".local", "state")
+		}
+		base = filepath.Join(state, "kiln", "logs")
+	}
+	dir := filepath.Join(base, time.Now().Format("20060102-150405")+"-"+strings.NewReplacer("/", "_", " ", "_").Replace(name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating build log directory: %w", err)
+	}
+	return dir, nil
+}
+
+// debugLog is the KILN_LOG sink: stderr, or KILN_LOG_PATH.
+func debugLog(secrets *ui.Secrets, stderr io.Writer) (io.Writer, func(), error) {
+	path := os.Getenv("KILN_LOG_PATH")
+	if path == "" && os.Getenv("KILN_LOG") == "" {
+		return io.Discard, func() {}, nil
+	}
+	if path == "" {
+		return stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening KILN_LOG_PATH: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func relPath(base, p string) string {
+	if r, err := filepath.Rel(base, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
