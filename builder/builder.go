@@ -90,11 +90,11 @@ type State struct {
 	Cfg   *config.QEMU
 	Opts  Options
 
-	OutputDir string // output.check: absolute output_directory
-	WorkDir   string // workdir.create: sibling of OutputDir, renamed into it at the end
-	OutDir    string // workdir.create: WorkDir/out, the future output directory
-	RunDir    string // workdir.create: short path for sockets
-	Source    string // source.fetch: ISO or disk image path
+	OutputDir string   // output.check: absolute output_directory
+	WorkDir   string   // workdir.create: sibling of OutputDir, renamed into it at the end
+	OutDir    string   // workdir.create: WorkDir/out, the future output directory
+	RunDir    string   // workdir.create: short path for sockets
+	Source    string   // source.fetch: ISO or disk image path
 	Disks     []string // disk.create: main disk first, then disk_additional_size
 	HTTP      *khttp.Server
 	SSHKey    []byte // ssh.key: private key PEM, if any
