@@ -27,7 +27,11 @@ setup:
 build:
 	$(GO) build -o bin/kiln ./cmd/kiln
 
+# The guest is built from Debian packages fetched with apt-get download, which
+# needs package lists.
 fixtures: setup
+	@if [ -z "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; fi
 	@testdata/guest/ensure.sh >/dev/null
 
 # run: the main job, end to end: a real guest booted under QEMU, provisioned

@@ -18,7 +18,7 @@ variable "name" {
 
 variable "root_password" {
   type      = string
-  default   = "kiln"
+  default   = "kiln-root-pw-3f9a"
   sensitive = true
 }
 
