@@ -139,9 +139,7 @@ func Run(parent context.Context, b *config.Build, opts Options) (*Result, error)
 	if err != nil {
 		// Say why first: the QEMU exit beats the "context canceled" the
 		// interrupted step saw.
-		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrQEMUExited) {
-			err = cause
-		}
+		err = st.qemuCause(ctx, err)
 		st.onFailure(parent, err)
 	}
 	if uerr := r.Unwind(context.WithoutCancel(ctx)); uerr != nil {
@@ -229,6 +227,24 @@ func (st *State) result() (*Result, error) {
 		return nil, fmt.Errorf("listing artifacts in %s: %w", st.OutputDir, err)
 	}
 	return res, nil
+}
+
+// qemuCause returns QEMU's death as the build's error when QEMU exited
+// unexpectedly: a step usually notices first through its symptom (the SSH
+// connection dropped), a moment before the process is reaped.
+func (st *State) qemuCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrQEMUExited) {
+		return cause
+	}
+	if st.Proc == nil || st.expectExit.Load() {
+		return err
+	}
+	select {
+	case <-st.Proc.Done():
+		return fmt.Errorf("%w: %v (%v)", ErrQEMUExited, st.Proc.ExitError(), err)
+	case <-time.After(500 * time.Millisecond):
+		return err
+	}
 }
 
 func exited(p *qemu.Process) bool {
