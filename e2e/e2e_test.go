@@ -88,7 +88,7 @@ func TestQEMUKilledDuringProvisioning(t *testing.T) {
 	requireVM(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-only", "*qcow2", "-var", "hang=true", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.pkr.hcl"))
+	k := e.start(t, "build", "-only", "*qcow2", "-var", "fault=hang", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.pkr.hcl"))
 	k.waitLine("kiln-e2e: hanging now", 5*time.Minute)
 	pids := qemuPids(e.Marker)
 	if len(pids) != 1 {
@@ -187,4 +187,38 @@ func TestExistingOutputNeedsForce(t *testing.T) {
 		t.Fatalf("want a refusal mentioning -force, got exit %d:\n%s", code, log)
 	}
 	e.assertClean(t)
+}
+
+// TestOnErrorAbortKeepsVM: -on-error=abort keeps the VM running and says how
+// to reach it; Ctrl-C then stops QEMU, keeping only the disk.
+func TestOnErrorAbortKeepsVM(t *testing.T) {
+	requireVM(t)
+	e := newEnv(t)
+	out := filepath.Join(e.Dir, "out")
+	k := e.start(t, "build", "-on-error=abort", "-only", "*qcow2", "-var", "fault=fail", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.pkr.hcl"))
+	k.waitLine("press Ctrl-C", 5*time.Minute)
+	log := k.output()
+	for _, want := range []string{"exited with code 3", "ssh -p ", "serial console log: ", "kept after exit"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("abort output lacks %q:\n%s", want, log)
+		}
+	}
+	if len(qemuPids(e.Marker)) != 1 {
+		t.Fatalf("QEMU is not kept running with -on-error=abort")
+	}
+	k.cmd.Process.Signal(os.Interrupt)
+	if code, _ := k.wait(time.Minute); code == 0 {
+		t.Fatalf("failed build exited 0")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if pids := qemuPids(e.Marker); len(pids) > 0 {
+		t.Errorf("QEMU left running after Ctrl-C: %v", pids)
+	}
+	kept, _ := filepath.Glob(filepath.Join(e.Dir, "out", ".kiln-qcow2-*", e.Marker+"-qcow2"))
+	if len(kept) != 1 {
+		t.Errorf("the disk was not kept for inspection")
+	}
+	if _, err := os.Stat(filepath.Join(out, "qcow2")); !os.IsNotExist(err) {
+		t.Errorf("output directory exists after a failed build")
+	}
 }

@@ -22,10 +22,10 @@ variable "root_password" {
   sensitive = true
 }
 
-variable "hang" {
-  type        = bool
-  default     = false
-  description = "Make the provisioner hang (fault tests kill QEMU meanwhile)."
+variable "fault" {
+  type        = string
+  default     = ""
+  description = "Fault tests: \"hang\" makes a provisioner hang (the test kills QEMU meanwhile), \"fail\" makes one fail."
 }
 
 variable "checksum" {
@@ -78,7 +78,7 @@ build {
   }
 
   provisioner "shell" {
-    inline = var.hang ? ["echo kiln-e2e: hanging now", "sleep 600"] : ["true"]
+    inline = var.fault == "hang" ? ["echo kiln-e2e: hanging now", "sleep 600"] : var.fault == "fail" ? ["echo kiln-e2e: failing now", "exit 3"] : ["true"]
   }
 
   provisioner "file" {
