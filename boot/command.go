@@ -56,6 +56,17 @@ func (Hold) isAction()    {}
 func (Release) isAction() {}
 func (Wait) isAction()    {}
 
+// WaitSerial pauses typing until Text appears on the guest's serial
+// console, at most Timeout (zero: the caller's default). A kiln extension:
+// <waitSerial "boot:"> or <waitSerial "boot:" 2m>. Packer would type it
+// literally.
+type WaitSerial struct {
+	Text    string
+	Timeout time.Duration
+}
+
+func (WaitSerial) isAction() {}
+
 // Key is either a special key (Name set, Rune 0) or a literal character
 // (Rune set, Name empty).
 type Key struct {
@@ -165,6 +176,9 @@ func (p *parser) token(i int) int {
 		if end := strings.IndexByte(rest, '>'); end >= 0 && strings.Contains(rest[:end], "{{") {
 			return 0 // e.g. <wait{{ .N }}>: checkable only after rendering
 		}
+	}
+	if strings.HasPrefix(rest, "waitSerial ") {
+		return p.waitSerial(i)
 	}
 	// Packer's ordered choice: Wait / CharToggle / Special / Literal.
 	if strings.HasPrefix(rest, "wait") {
@@ -400,4 +414,37 @@ func templateActionLen(s string) int {
 		i++
 	}
 	return len(s)
+}
+
+// waitSerial parses <waitSerial "TEXT"> or <waitSerial "TEXT" DURATION>
+// starting at the '<' at s[i].
+func (p *parser) waitSerial(i int) int {
+	const hint = `write <waitSerial "text"> or <waitSerial "text" 2m>; the text cannot contain '"'`
+	rest := p.s[i+len("<waitSerial "):]
+	if !strings.HasPrefix(rest, `"`) {
+		p.fail(i, "invalid <waitSerial>", hint)
+		return len("<waitSerial ")
+	}
+	end := strings.IndexByte(rest[1:], '"')
+	if end < 0 {
+		p.fail(i, "unterminated text in <waitSerial>", hint)
+		return len(p.s) - i
+	}
+	text := rest[1 : 1+end]
+	after := rest[1+end+1:]
+	close := strings.IndexByte(after, '>')
+	if close < 0 || text == "" {
+		p.fail(i, "invalid <waitSerial>", hint)
+		return len(p.s) - i
+	}
+	var timeout time.Duration
+	if arg := strings.TrimSpace(after[:close]); arg != "" {
+		d, err := time.ParseDuration(arg)
+		if err != nil || d <= 0 {
+			p.fail(i, "invalid timeout "+strconv.Quote(arg)+" in <waitSerial>", hint)
+		}
+		timeout = d
+	}
+	p.out = append(p.out, WaitSerial{Text: text, Timeout: timeout})
+	return len("<waitSerial ") + 1 + end + 1 + close + 1
 }

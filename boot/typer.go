@@ -33,6 +33,9 @@ type TypeOptions struct {
 	// characters, only counts, special key names and waits, because boot
 	// commands carry passwords.
 	Log func(string)
+	// WaitSerial waits until text appears on the serial console (for
+	// <waitSerial> actions); timeout 0 means the caller's default.
+	WaitSerial func(ctx context.Context, text string, timeout time.Duration) error
 
 	// sleep replaces the context-aware sleep in tests.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -58,6 +61,11 @@ func Type(ctx context.Context, actions []Action, s Sender, o TypeOptions) error 
 		case Wait:
 			if a.D < 0 {
 				return fmt.Errorf("boot command action %d: negative wait %s", i, a.D)
+			}
+			continue
+		case WaitSerial:
+			if o.WaitSerial == nil {
+				return fmt.Errorf("boot command action %d: <waitSerial> needs a serial console", i)
 			}
 			continue
 		default:
@@ -102,6 +110,12 @@ func (t *typer) run(ctx context.Context, actions []Action) error {
 			return err
 		}
 		switch a := a.(type) {
+		case WaitSerial:
+			t.flushChars()
+			t.log("waiting for text on the serial console")
+			if err := t.o.WaitSerial(ctx, a.Text, a.Timeout); err != nil {
+				return fmt.Errorf("<waitSerial %q>: %w", a.Text, err)
+			}
 		case Wait:
 			t.flushChars()
 			t.log("waiting " + a.D.String())

@@ -249,9 +249,35 @@ func (q *QEMU) prepareBoot() hcl.Diagnostics {
 		diags = append(diags, errAt("boot_steps", "boot_command and boot_steps are both set",
 			"Use boot_command for plain key input or boot_steps for [keys, description] pairs, not both."))
 	}
-	if q.DisableVNC && (len(q.BootCommand) > 0 || len(q.BootSteps) > 0) {
-		diags = append(diags, errAt("disable_vnc", "A boot command cannot be typed with disable_vnc = true",
-			"Remove disable_vnc, or the boot command."))
+	switch q.BootCommandTransport {
+	case "":
+		q.BootCommandTransport = "qmp"
+	case "qmp", "vnc":
+	default:
+		diags = append(diags, errAt("boot_command_transport", "Invalid boot_command_transport",
+			fmt.Sprintf("boot_command_transport is %q; use \"qmp\" (keys over QMP, no VNC needed) or \"vnc\".", q.BootCommandTransport)))
+	}
+	// kiln types over QMP by default, so disable_vnc only matters when
+	// the template asks for VNC typing.
+	if q.DisableVNC && q.BootCommandTransport == "vnc" && (len(q.BootCommand) > 0 || len(q.BootSteps) > 0) {
+		diags = append(diags, errAt("disable_vnc", "A boot command cannot be typed over VNC with disable_vnc = true",
+			"Remove disable_vnc, or type over QMP (boot_command_transport = \"qmp\", the default)."))
+	}
+	q.BootWaitSerialDur, more = parseDur("boot_wait_serial_timeout", &q.BootWaitSerialTimeout, "5m")
+	diags = append(diags, more...)
+	q.HTTPWaitFetchedDur, more = parseDur("http_wait_fetched_timeout", &q.HTTPWaitFetchedTimeout, "5m")
+	diags = append(diags, more...)
+	if len(q.HTTPWaitFetched) > 0 && q.HTTPDirectory == "" && len(q.HTTPContent) == 0 {
+		diags = append(diags, errAt("http_wait_fetched", "http_wait_fetched needs an HTTP server",
+			"Set http_directory or http_content: http_wait_fetched names files they serve."))
+	}
+	if (q.BootKernel == "") != (q.BootInitrd == "") && q.BootInitrd != "" {
+		diags = append(diags, errAt("boot_initrd", "boot_initrd without boot_kernel",
+			"Set boot_kernel (the kernel's path inside the ISO) too."))
+	}
+	if q.BootKernel != "" && q.DiskImage {
+		diags = append(diags, errAt("boot_kernel", "boot_kernel needs an ISO source",
+			"boot_kernel and boot_initrd are paths inside the ISO given by iso_url; remove them or disk_image."))
 	}
 	for i, step := range q.BootSteps {
 		if len(step) == 0 || len(step) > 2 {

@@ -95,6 +95,26 @@ type QEMU struct {
 	OutputDirectory string `hcl:"output_directory,optional"`
 	VMName          string `hcl:"vm_name,optional"`
 
+	// kiln extensions (not in Packer); see README "kiln extensions".
+	// BootCommandTransport: how keys are typed, "qmp" (default:
+	// input-send-event, no VNC needed) or "vnc" (RFB key events, as Packer).
+	BootCommandTransport string `hcl:"boot_command_transport,optional"`
+	// BootWaitSerial replaces the blind boot_wait: type the boot command as
+	// soon as this text appears on the serial console.
+	BootWaitSerial        string `hcl:"boot_wait_serial,optional"`
+	BootWaitSerialTimeout string `hcl:"boot_wait_serial_timeout,optional"`
+	// HTTPWaitFetched names http_directory/http_content paths the guest must
+	// fetch after the boot command; the build fails (with a screenshot) if
+	// it has not within HTTPWaitFetchedTimeout.
+	HTTPWaitFetched        []string `hcl:"http_wait_fetched,optional"`
+	HTTPWaitFetchedTimeout string   `hcl:"http_wait_fetched_timeout,optional"`
+	// BootKernel/BootInitrd are paths inside the ISO: kiln extracts them and
+	// boots them directly with BootKernelArgs (a template like the boot
+	// command's), so no boot command has to be typed.
+	BootKernel     string `hcl:"boot_kernel,optional"`
+	BootInitrd     string `hcl:"boot_initrd,optional"`
+	BootKernelArgs string `hcl:"boot_kernel_args,optional"`
+
 	// Parsed and defaulted values, filled by prepare. Nothing below is
 	// decoded from the template directly.
 	DiskSizeBytes        int64
@@ -104,4 +124,6 @@ type QEMU struct {
 	ShutdownTimeoutDur   time.Duration
 	BootWaitDur          time.Duration
 	BootKeyIntervalDur   time.Duration
+	BootWaitSerialDur    time.Duration
+	HTTPWaitFetchedDur   time.Duration
 }
