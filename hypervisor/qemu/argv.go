@@ -45,6 +45,14 @@ type Spec struct {
 	Firmware string // -bios
 	EFICode  string // pflash unit 0, read-only
 	EFIVars  string // pflash unit 1, read-write (a private copy)
+	// EFIFormat is the pflash images' format: "" means raw; Fedora ships
+	// qcow2 firmware (Packer hard-codes raw, packer-plugin-qemu#225).
+	EFIFormat string
+
+	// Direct kernel boot (kiln's boot_kernel): -kernel, -initrd, -append.
+	Kernel string
+	Initrd string
+	Append string
 
 	QMPSocket    string // -qmp unix:PATH,server=on,wait=off
 	SerialSocket string // -chardev socket,id=serial0,... -serial chardev:serial0
@@ -171,6 +179,15 @@ func defaultArgs(s Spec) ([]arg, error) {
 	}
 	if s.Boot != "" {
 		add("-boot", s.Boot)
+	}
+	if s.Kernel != "" {
+		add("-kernel", s.Kernel)
+		if s.Initrd != "" {
+			add("-initrd", s.Initrd)
+		}
+		if s.Append != "" {
+			add("-append", s.Append)
+		}
 	}
 	if s.Firmware != "" {
 		add("-bios", s.Firmware)

@@ -109,6 +109,20 @@ var argsCases = []argsCase{
 		files: []string{"disk.qcow2", "seed.img", "OVMF_CODE.fd", "efivars.fd"},
 	},
 	{
+		// kiln's boot_kernel: the kernel and initrd taken out of the ISO.
+		name: "direct_kernel_boot",
+		spec: func(dir string) Spec {
+			s := base(dir)
+			s.Drives = []Drive{disk(dir, "virtio")}
+			s.Kernel = dir + "/vmlinuz"
+			s.Initrd = dir + "/initrd.gz"
+			s.Append = "console=ttyS0 kiln.ks=http://10.0.2.2:8080/ks.sh"
+			return s
+		},
+		files:  []string{"disk.qcow2", "vmlinuz", "initrd.gz"},
+		noQEMU: true,
+	},
+	{
 		name: "cpu_model_smp",
 		spec: func(dir string) Spec {
 			s := base(dir)

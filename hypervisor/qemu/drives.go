@@ -113,11 +113,15 @@ func driveArgs(s Spec) (drives, devices []string, err error) {
 	if s.EFIVars != "" && s.EFICode == "" {
 		return nil, nil, fmt.Errorf("EFI variables %s given without EFI code", s.EFIVars)
 	}
+	efiFormat := s.EFIFormat
+	if efiFormat == "" {
+		efiFormat = "raw"
+	}
 	if s.EFICode != "" {
-		drives = append(drives, "file="+esc(s.EFICode)+",if=pflash,unit=0,format=raw,readonly=on")
+		drives = append(drives, "file="+esc(s.EFICode)+",if=pflash,unit=0,format="+efiFormat+",readonly=on")
 	}
 	if s.EFIVars != "" {
-		drives = append(drives, "file="+esc(s.EFIVars)+",if=pflash,unit=1,format=raw")
+		drives = append(drives, "file="+esc(s.EFIVars)+",if=pflash,unit=1,format="+efiFormat)
 	}
 	return drives, devices, nil
 }
