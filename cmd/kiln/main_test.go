@@ -91,3 +91,17 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// The README's example templates must stay valid.
+func TestExamplesValidate(t *testing.T) {
+	for _, dir := range []string{"debian-preseed", "ubuntu-autoinstall"} {
+		code, out, errs := kiln(t, "validate", filepath.Join("..", "..", "examples", dir))
+		if code != 0 || !strings.Contains(out, "valid") {
+			t.Errorf("%s: exit %d\n%s%s", dir, code, out, errs)
+		}
+	}
+	code, out, errs := kiln(t, "validate", "-var", "guest_dir=/g", filepath.Join("..", "..", "testdata", "example", "example.pkr.hcl"))
+	if code != 0 {
+		t.Errorf("example: exit %d\n%s%s", code, out, errs)
+	}
+}
