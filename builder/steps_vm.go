@@ -93,7 +93,7 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 	}
 	st.Opts.Log.Info("qemu command line", "argv", strings.Join(argv, " "))
 	u.Say("Starting QEMU (%s)", st.Accel)
-	proc, err := qemu.Start(ctx, argv, qemu.StartOptions{Log: st.logf})
+	proc, err := qemu.Start(ctx, argv, qemu.StartOptions{Log: st.Opts.Log.Info})
 	if err != nil {
 		return nil, fmt.Errorf("starting QEMU: %w", err)
 	}

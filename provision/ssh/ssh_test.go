@@ -73,6 +73,20 @@ func TestConnectSoonAfterReady(t *testing.T) {
 	}
 }
 
+// Before the guest's network is up, slirp's connections hang rather than
+// close. Such attempts must be cut short and retried, not waited on with a
+// growing deadline (which once cost ~4 s per build).
+func TestConnectSoonAfterReadyWhenNotReadyHangs(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{User: user, Password: pass, ReadyAfter: 2500 * time.Millisecond, SilentUntilReady: true})
+	c := connect(t, config(t, srv))
+	latency := time.Since(srv.ReadyAt())
+	t.Logf("connected %s after the server became ready", latency)
+	if latency > 1500*time.Millisecond {
+		t.Errorf("connected %s after the server became ready, want < 1.5s", latency)
+	}
+	c.Close()
+}
+
 func TestWrongPasswordFailsAfterHandshakeAttempts(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{User: user, Password: pass})
 	cfg := config(t, srv)

@@ -41,6 +41,10 @@ type Options struct {
 	// connections and close them at once without a handshake: what QEMU's
 	// slirp does before the guest's sshd is up.
 	ReadyAfter time.Duration
+	// SilentUntilReady makes not-ready connections hang instead: accepted,
+	// never answered, never closed. That is slirp before the guest's
+	// network is up.
+	SilentUntilReady bool
 }
 
 // Server is a running test SSH server.
@@ -57,6 +61,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	conns  map[*gateConn]struct{}
+	silent []net.Conn // SilentUntilReady connections, closed by Close
 	closed bool
 }
 
@@ -168,6 +173,9 @@ func (s *Server) Close() {
 	for c := range s.conns {
 		c.Close()
 	}
+	for _, c := range s.silent {
+		c.Close()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
@@ -180,7 +188,13 @@ func (s *Server) accept() {
 			return
 		}
 		if time.Now().Before(s.readyAt) {
-			nc.Close()
+			if s.opts.SilentUntilReady {
+				s.mu.Lock()
+				s.silent = append(s.silent, nc)
+				s.mu.Unlock()
+			} else {
+				nc.Close()
+			}
 			continue
 		}
 		gc := &gateConn{Conn: nc, closed: make(chan struct{}), hung: make(chan struct{})}
