@@ -9,7 +9,7 @@ GOFLAGS_TEST ?= -count=1
 # the test guest's build script needs (kernel and tools come from apt).
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf mtools dosfstools syslinux syslinux-common \
 	busybox-static cpio fdisk e2fsprogs kmod openssl openssh-client openssh-server openssh-sftp-server \
-	ca-certificates
+	ca-certificates grub-common grub-pc-bin grub-efi-amd64-bin xorriso genisoimage
 
 .PHONY: all setup build fixtures run test test-unit bench vet clean
 
@@ -33,6 +33,7 @@ fixtures: setup
 	@if [ -z "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq; fi
 	@testdata/guest/ensure.sh >/dev/null
+	@testdata/installer/ensure.sh >/dev/null
 
 # run: the main job, end to end: a real guest booted under QEMU, provisioned
 # over SSH, shut down and written to output-example/.
