@@ -40,6 +40,7 @@ const (
 	StepWorkdir     = "workdir.create"
 	StepFetch       = "source.fetch"
 	StepDisk        = "disk.create"
+	StepMedia       = "media.create"
 	StepHTTP        = "http.start"
 	StepSSHKey      = "ssh.key"
 	StepQEMU        = "qemu.start"
@@ -96,6 +97,9 @@ type State struct {
 	RunDir    string   // workdir.create: short path for sockets
 	Source    string   // source.fetch: ISO or disk image path
 	Disks     []string // disk.create: main disk first, then disk_additional_size
+	CDs       []string // media.create: cd_files ISO
+	Kernel    string   // media.create: boot_kernel extracted from the ISO
+	Initrd    string   // media.create: boot_initrd extracted from the ISO
 	HTTP      *khttp.Server
 	SSHKey    []byte // ssh.key: private key PEM, if any
 	PublicKey string // ssh.key: authorized_keys line of a generated key
@@ -109,6 +113,8 @@ type State struct {
 	cancel      context.CancelCauseFunc
 	expectExit  atomic.Bool // set by shutdown: QEMU exiting is now success
 	keepWorkDir bool
+	vncPassword string
+	efiFormat   string
 }
 
 // ErrQEMUExited is the cause of a build cancelled because QEMU died.
@@ -162,6 +168,7 @@ func Steps() []pipeline.Step[State] {
 		{Name: StepWorkdir, Run: stepWorkdir},
 		{Name: StepFetch, Run: stepFetch},
 		{Name: StepDisk, Run: stepDisk},
+		{Name: StepMedia, Run: stepMedia},
 		{Name: StepHTTP, Run: stepHTTP},
 		{Name: StepSSHKey, Run: stepSSHKey},
 		{Name: StepQEMU, Run: stepQEMU},

@@ -13,6 +13,11 @@ type Paths struct {
 	Source    string // ISO (or disk image) path
 	RunDir    string // sockets
 	SerialLog string
+	CDs       []string // extra CD images (cd_files / cd_content)
+	Kernel    string   // boot_kernel extracted from the ISO
+	Initrd    string
+	Append    string // rendered boot_kernel_args
+	VNC       string // -vnc value when keys are typed over VNC
 }
 
 // QEMUSpec maps a template's qemu source to the QEMU command line inputs.
@@ -55,6 +60,14 @@ func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
 		s.Drives = append(s.Drives, qemu.Drive{Path: p.Source, Format: "raw", Interface: c.CDROMInterface, Media: "cdrom", ReadOnly: true})
 		s.Boot = "once=d"
 	}
+	for _, cd := range p.CDs {
+		s.Drives = append(s.Drives, qemu.Drive{Path: cd, Format: "raw", Interface: c.CDROMInterface, Media: "cdrom", ReadOnly: true})
+	}
+	if p.Kernel != "" {
+		s.Kernel, s.Initrd, s.Append = p.Kernel, p.Initrd, p.Append
+		s.Boot = ""
+	}
+	s.VNC = p.VNC
 	if c.EFIBoot {
 		// Packer drops -boot with EFI: OVMF keeps its own boot order.
 		s.Boot = ""

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnbuild/kiln/boot"
+	"github.com/kilnbuild/kiln/boot/firmware"
 	khttp "github.com/kilnbuild/kiln/http"
 	"github.com/kilnbuild/kiln/hypervisor/qemu"
 	"github.com/kilnbuild/kiln/hypervisor/qmp"
@@ -72,6 +75,7 @@ func stepSSHKey(ctx context.Context, st *State) (Undo, error) {
 // output and no QMP event is missed.
 func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 	c, u := st.Cfg, st.Opts.UI
+	var err error
 	st.Accel = c.Accelerator
 	if st.Accel == "" {
 		accel, why := qemu.ProbeAccel(ctx, c.QEMUBinary)
@@ -83,9 +87,31 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 			return nil, err
 		}
 	}
-	spec := QEMUSpec(c, st.Accel, Paths{Disks: st.Disks, Source: st.Source, RunDir: st.RunDir, SerialLog: st.serialLog()})
+	paths := Paths{Disks: st.Disks, Source: st.Source, RunDir: st.RunDir, SerialLog: st.serialLog(),
+		CDs: st.CDs, Kernel: st.Kernel, Initrd: st.Initrd}
+	if st.Kernel != "" && c.BootKernelArgs != "" {
+		if paths.Append, err = boot.Render(c.BootKernelArgs, st.templateData()); err != nil {
+			return nil, fmt.Errorf("boot_kernel_args: %w", err)
+		}
+	}
+	if c.BootCommandTransport == "vnc" && (len(c.BootCommand) > 0 || len(c.BootSteps) > 0) {
+		// QEMU binds the first free display in the range itself (to=), so
+		// parallel builds cannot race for a port; the port is read back
+		// over QMP.
+		paths.VNC = fmt.Sprintf("%s:%d,to=%d", c.VNCBindAddress, c.VNCPortMin-5900, c.VNCPortMax-5900)
+		if c.VNCUsePassword {
+			paths.VNC += ",password=on"
+			st.vncPassword = c.VNCPassword
+			if st.vncPassword == "" {
+				st.vncPassword = randomPassword()
+			}
+			st.Opts.Secrets.Add(st.vncPassword)
+		}
+	}
+	spec := QEMUSpec(c, st.Accel, paths)
 	if c.EFIBoot {
 		spec.EFIVars = filepath.Join(st.WorkDir, "efivars.fd")
+		spec.EFIFormat = st.efiFormat
 	}
 	argv, err := qemu.Args(spec)
 	if err != nil {
@@ -141,6 +167,12 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 		st.SSHPort = port
 		u.Message("guest SSH port %d is forwarded to 127.0.0.1:%d", c.SSHPort, port)
 	}
+	if st.vncPassword != "" {
+		args := map[string]string{"protocol": "vnc", "password": st.vncPassword}
+		if err := st.QMP.Execute(dctx, "set_password", args, nil); err != nil {
+			return undo, st.qemuFailed("setting the VNC password", err)
+		}
+	}
 	if err := st.QMP.Execute(dctx, "cont", nil, nil); err != nil {
 		return undo, st.qemuFailed("resuming the VM", err)
 	}
@@ -158,15 +190,24 @@ func (st *State) qemuFailed(doing string, err error) error {
 	}
 }
 
-// prepareEFI gives the build its own copy of the UEFI variable store, so a
-// build never writes to the system's template file.
+// prepareEFI finds the UEFI firmware (efi_firmware_code/vars, else QEMU's
+// firmware descriptors: no hard-coded OVMF paths that differ between
+// distributions) and gives the build its own copy of the variable store,
+// so a build never writes to the system's template file.
 func (st *State) prepareEFI(ctx context.Context) error {
 	c := st.Cfg
-	if c.EFICode == "" {
-		c.EFICode = "/usr/share/OVMF/OVMF_CODE.fd"
-	}
-	if c.EFIVars == "" {
-		c.EFIVars = "/usr/share/OVMF/OVMF_VARS.fd"
+	if c.EFICode == "" || c.EFIVars == "" {
+		fw, err := firmware.Find("x86_64", c.MachineType, false, nil)
+		if err != nil {
+			return fmt.Errorf("finding UEFI firmware (set efi_firmware_code and efi_firmware_vars, or install ovmf): %w", err)
+		}
+		if c.EFICode == "" {
+			c.EFICode, st.efiFormat = fw.Code, fw.CodeFormat
+		}
+		if c.EFIVars == "" {
+			c.EFIVars = fw.Vars
+		}
+		st.Opts.UI.Message("UEFI firmware: %s (from %s)", c.EFICode, fw.Descriptor)
 	}
 	if err := fsx.CopyFile(ctx, filepath.Join(st.WorkDir, "efivars.fd"), c.EFIVars); err != nil {
 		return fmt.Errorf("copying efi_firmware_vars: %w", err)
@@ -179,16 +220,6 @@ func (st *State) serialLog() string {
 		return filepath.Join(st.Opts.LogDir, "serial.log")
 	}
 	return filepath.Join(st.RunDir, "serial.log")
-}
-
-// stepBoot waits boot_wait and types the boot command. The boot command
-// itself is the installer issue's work; a disk-image build needs neither.
-func stepBoot(ctx context.Context, st *State) (Undo, error) {
-	c := st.Cfg
-	if len(c.BootCommand) == 0 && len(c.BootSteps) == 0 {
-		return nil, nil
-	}
-	return nil, errors.New("boot_command is not supported by this kiln version yet (tracked by the installer-path issue); use a disk_image source")
 }
 
 // stepSSH waits for the guest's SSH server.
@@ -322,4 +353,16 @@ func (st *State) waitExit(ctx context.Context, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return st.Proc.Wait(wctx)
+}
+
+// randomPassword makes a VNC password: VNC authentication uses at most 8
+// characters.
+func randomPassword() string {
+	const chars = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 8)
+	rand.Read(b)
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return string(b)
 }

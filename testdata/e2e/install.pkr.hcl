@@ -1,0 +1,54 @@
+# Installer path: boot the test installer ISO, wait for its prompt on the
+# serial console, type the boot command (over QMP or VNC), serve the answer
+# file, and let the installer power the guest off (communicator = "none").
+variable "installer_dir" {
+  type = string
+}
+
+variable "out" {
+  type = string
+}
+
+variable "name" {
+  type    = string
+  default = "kiln-install"
+}
+
+variable "transport" {
+  type    = string
+  default = "qmp"
+}
+
+variable "answer_path" {
+  type        = string
+  default     = "/ks.sh"
+  description = "The path typed on the kernel command line; a wrong one tests http_wait_fetched."
+}
+
+source "qemu" "install" {
+  iso_url      = "${var.installer_dir}/installer.iso"
+  iso_checksum = "file:${var.installer_dir}/SHA256SUMS"
+  disk_size    = "128M"
+  memory       = 512
+  accelerator  = "tcg"
+
+  http_content = {
+    "/ks.sh" = "install-disk /dev/vda\necho 'installed by kiln: A_Z:b+c!d@e' > /target/installed-by.txt\nfinish poweroff\n"
+  }
+  boot_wait_serial       = "kiln-installer: boot prompt ready"
+  boot_command_transport = var.transport
+  boot_key_interval      = "40ms"
+  boot_command           = ["install kiln.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}${var.answer_path} kiln.typed=A_Z:b+c!d@e%f^g*h~i?j(k)l,m.n/o-p=q<enter>"]
+
+  http_wait_fetched         = ["/ks.sh"]
+  http_wait_fetched_timeout = var.answer_path == "/ks.sh" ? "90s" : "40s"
+
+  communicator     = "none"
+  shutdown_timeout = "3m"
+  output_directory = "${var.out}/${source.name}"
+  vm_name          = "${var.name}.qcow2"
+}
+
+build {
+  sources = ["source.qemu.install"]
+}
