@@ -58,6 +58,18 @@ func TestBuildQcow2AndRaw(t *testing.T) {
 			t.Errorf("%s output directory holds %d entries, want just the image", tc.source, len(entries))
 		}
 	}
+	// Post-processors: a sha256 file per build and one manifest for both.
+	for _, src := range []string{"qcow2", "raw"} {
+		sum, err := os.ReadFile(filepath.Join(out, src+".sha256"))
+		image := filepath.Join(out, src, e.Marker+"-"+src)
+		want, _ := exec.Command("sha256sum", image).Output()
+		if err != nil || len(want) < 64 || !strings.HasPrefix(string(sum), string(want[:64])) {
+			t.Errorf("checksum post-processor for %s: %q (want %.64s) %v", src, sum, want, err)
+		}
+	}
+	if m, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || strings.Count(string(m), `"builder_type": "qemu"`) != 2 {
+		t.Errorf("manifest post-processor: %s %v", m, err)
+	}
 	for _, want := range []string{"kiln-e2e: provisioning qcow2", "kiln-e2e: check.sh ran for raw", "Builds finished"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("output lacks %q", want)

@@ -14,7 +14,7 @@ import (
 	"github.com/kilnbuild/kiln/config"
 )
 
-var supportedTypes = []string{"checksum", "compress", "manifest", "shell-local"}
+var supportedTypes = []string{"checksum", "compress", "manifest", "shell-local", "amazon-import"}
 
 // decode decodes and checks one block. Unknown attributes are errors
 // (gohcl reports them with their range).
@@ -28,6 +28,8 @@ func decode(pp *config.PostProcessor) (processor, hcl.Diagnostics) {
 		return decodeManifest(pp)
 	case "shell-local":
 		return decodeShellLocal(pp)
+	case "amazon-import":
+		return decodeAmazonImport(pp)
 	}
 	return nil, hcl.Diagnostics{{
 		Severity: hcl.DiagError,

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/google/uuid"
+	"github.com/hashicorp/hcl/v2"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +19,7 @@ import (
 	"github.com/kilnbuild/kiln/builder"
 	"github.com/kilnbuild/kiln/config"
 	"github.com/kilnbuild/kiln/download"
+	"github.com/kilnbuild/kiln/postprocess"
 	"github.com/kilnbuild/kiln/ui"
 )
 
@@ -80,6 +84,16 @@ func (t *templateFlags) load(fs *flag.FlagSet, stderr io.Writer) (*config.Templa
 	builds, err := config.Filter(tpl.Builds, t.only, t.except)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Post-processor blocks are decoded by their own package; check them
+	// now so a typo fails before a long build, not after it.
+	var ppDiags hcl.Diagnostics
+	for _, b := range builds {
+		ppDiags = append(ppDiags, postprocess.Validate(b.PostProcessors)...)
+	}
+	if ppDiags.HasErrors() {
+		config.WriteDiagnostics(stderr, tpl.Files, ppDiags, false)
+		return nil, nil, errReported
 	}
 	return tpl, builds, nil
 }
@@ -208,6 +222,13 @@ func runOne(ctx context.Context, b *config.Build, opts builder.Options, out *ui.
 		log.Error("build failed", "err", err)
 		return nil, err
 	}
+	if len(b.PostProcessors) > 0 {
+		if err := runPostProcessors(ctx, b, res, opts, u, start); err != nil {
+			u.Error("%v", err)
+			log.Error("post-processors failed", "err", err)
+			return nil, err
+		}
+	}
 	u.Say("Build finished after %s", time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
@@ -264,4 +285,31 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// runUUID identifies this kiln run in post-processor manifests
+// (Packer's packer_run_uuid).
+var runUUID = uuid.NewString()
+
+// runPostProcessors runs the build's post-processor chains on its output
+// files (Packer records them relative to the working directory).
+func runPostProcessors(ctx context.Context, b *config.Build, res *builder.Result, opts builder.Options, u *ui.Build, start time.Time) error {
+	in := postprocess.Artifact{BuilderID: postprocess.BuilderID, BuildName: b.SourceName, BuilderType: "qemu", ID: "VM"}
+	for _, a := range res.Artifacts {
+		in.Files = append(in.Files, relPath(opts.Dir, a.Path))
+	}
+	out, errw := u.Writer(), u.Writer()
+	defer out.Flush()
+	defer errw.Flush()
+	arts, err := postprocess.Run(ctx, b.PostProcessors, in, postprocess.Env{
+		Dir: opts.Dir, Say: u.Say, Stdout: out, Stderr: errw, Progress: u.Progress,
+		BuildName: b.SourceName, BuildTime: start, RunUUID: runUUID, Force: opts.Force,
+	})
+	if err != nil {
+		return fmt.Errorf("post-processors: %w", err)
+	}
+	for _, a := range arts {
+		u.Message("post-processor artifact %s: %s", a.ID, strings.Join(a.Files, " "))
+	}
+	return nil
 }

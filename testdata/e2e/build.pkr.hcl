@@ -100,4 +100,14 @@ build {
   provisioner "shell-local" {
     inline = ["echo \"local $PACKER_BUILD_NAME\" > '${var.out}/local-${source.name}.txt'"]
   }
+
+  post-processor "checksum" {
+    checksum_types = ["sha256"]
+    output         = "${var.out}/${source.name}.{{ .ChecksumType }}"
+  }
+
+  post-processor "manifest" {
+    output     = "${var.out}/manifest.json"
+    strip_path = true
+  }
 }
