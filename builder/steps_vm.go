@@ -32,7 +32,7 @@ func stepHTTP(ctx context.Context, st *State) (Undo, error) {
 		Bind:    c.HTTPBindAddress,
 		PortMin: c.HTTPPortMin,
 		PortMax: c.HTTPPortMax,
-		Log:     func(format string, args ...any) { st.Opts.UI.Message("http: "+format, args...) },
+		Log:     func(format string, args ...any) { st.Opts.UI.Message(format, args...) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting HTTP server: %w", err)

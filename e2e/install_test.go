@@ -22,17 +22,24 @@ func installerDir(t *testing.T) string {
 }
 
 // TestInstallFromISO types the boot command at the installer's GRUB prompt
-// over QMP and over VNC; the installer fetches its answer file from kiln's
+// over QMP and over VNC, under BIOS and UEFI, or boots the ISO's kernel
+// directly; the installer fetches its answer file from kiln's
 // HTTP server, installs and powers off; the output image holds what the
 // answer file wrote.
 func TestInstallFromISO(t *testing.T) {
 	requireVM(t)
 	dir := installerDir(t)
-	for _, transport := range []string{"qmp", "vnc"} {
-		t.Run(transport, func(t *testing.T) {
+	for _, tc := range []struct{ name, vars string }{
+		{"bios-qmp", "transport=qmp"},
+		{"bios-vnc", "transport=vnc"},
+		{"uefi-qmp", "efi=true"},
+		// kiln's boot_kernel: no typing, the kernel comes out of the ISO.
+		{"direct-kernel", "kernel=true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			out := filepath.Join(e.Dir, "out")
-			k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", "transport="+transport, template("install.pkr.hcl"))
+			k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", tc.vars, template("install.pkr.hcl"))
 			code, _ := k.wait(10 * time.Minute)
 			log := k.output()
 			if code != 0 {

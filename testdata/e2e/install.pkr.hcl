@@ -19,6 +19,17 @@ variable "transport" {
   default = "qmp"
 }
 
+variable "efi" {
+  type    = bool
+  default = false
+}
+
+variable "kernel" {
+  type        = bool
+  default     = false
+  description = "Boot the ISO's kernel directly (boot_kernel) instead of typing at the prompt."
+}
+
 variable "answer_path" {
   type        = string
   default     = "/ks.sh"
@@ -31,6 +42,11 @@ source "qemu" "install" {
   disk_size    = "128M"
   memory       = 512
   accelerator  = "tcg"
+  efi_boot     = var.efi
+
+  boot_kernel      = var.kernel ? "/install/vmlinuz" : null
+  boot_initrd      = var.kernel ? "/install/initrd.gz" : null
+  boot_kernel_args = "console=ttyS0 kiln.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}${var.answer_path} kiln.typed=A_Z:b+c!d@e%f^g*h~i?j(k)l,m.n/o-p=q"
 
   http_content = {
     "/ks.sh" = "install-disk /dev/vda\necho 'installed by kiln: A_Z:b+c!d@e' > /target/installed-by.txt\nfinish poweroff\n"
@@ -38,7 +54,7 @@ source "qemu" "install" {
   boot_wait_serial       = "kiln-installer: boot prompt ready"
   boot_command_transport = var.transport
   boot_key_interval      = "40ms"
-  boot_command           = ["install kiln.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}${var.answer_path} kiln.typed=A_Z:b+c!d@e%f^g*h~i?j(k)l,m.n/o-p=q<enter>"]
+  boot_command           = var.kernel ? [] : ["install kiln.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}${var.answer_path} kiln.typed=A_Z:b+c!d@e%f^g*h~i?j(k)l,m.n/o-p=q<enter>"]
 
   http_wait_fetched         = ["/ks.sh"]
   http_wait_fetched_timeout = var.answer_path == "/ks.sh" ? "90s" : "40s"
