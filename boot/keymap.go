@@ -2,6 +2,7 @@ package boot
 
 import (
 	"fmt"
+	"github.com/kilnbuild/kiln/internal/textdist"
 	"strings"
 )
 
@@ -249,7 +250,7 @@ func suggestKey(body string) string {
 	for _, s := range specials {
 		for _, suffix := range []string{"", "On", "Off"} {
 			cand := s.name + suffix
-			if d := editDistance(b, strings.ToLower(cand)); d < bestD {
+			if d := textdist.Distance(b, strings.ToLower(cand)); d < bestD {
 				best, bestD = cand, d
 			}
 		}
@@ -265,30 +266,4 @@ func capitalize(s string) string {
 		return ""
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// editDistance is the optimal string alignment distance (Levenshtein plus
-// adjacent transpositions) between two ASCII strings.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }

@@ -157,17 +157,3 @@ func TestSpecialKeyLookup(t *testing.T) {
 		t.Error("SpecialKey(ctrl) accepted a name Packer does not know")
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"enter", "enter", 0}, {"entr", "enter", 1}, {"ecs", "esc", 1},
-		{"foo", "f10", 2}, {"kitten", "sitting", 3}, {"", "abc", 3},
-	} {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}

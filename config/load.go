@@ -10,6 +10,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/kilnbuild/kiln/internal/textdist"
 	"os"
 	"path/filepath"
 	"sort"
@@ -340,30 +341,9 @@ func dedupe(diags hcl.Diagnostics) hcl.Diagnostics {
 func suggest(name string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
-		if d := levenshtein(name, c); d < bestDist {
+		if d := textdist.Distance(name, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnbuild/kiln/internal/textdist"
 	"math/rand/v2"
 	"net"
 	nethttp "net/http"
@@ -377,7 +378,7 @@ func (h *handler) notFound(w nethttp.ResponseWriter, p string) {
 func suggest(p string, candidates []string) string {
 	best, bestD := "", -1
 	for _, c := range candidates {
-		d := levenshtein(p, c)
+		d := textdist.Distance(p, c)
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
@@ -386,24 +387,4 @@ func suggest(p string, candidates []string) string {
 		return ""
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
