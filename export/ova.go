@@ -348,7 +348,7 @@ func VerifyOVA(ctx context.Context, path string) error {
 			}
 		default:
 			h := sha256.New()
-			if _, err := copyCtx(ctx, h, tr, nil); err != nil {
+			if _, err := fsx.CopyContext(ctx, h, tr, nil); err != nil {
 				return err
 			}
 			sums[names[len(names)-1]] = hex.EncodeToString(h.Sum(nil))
@@ -439,7 +439,7 @@ func sha256File(ctx context.Context, p string) (string, int64, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := copyCtx(ctx, h, f, nil)
+	n, err := fsx.CopyContext(ctx, h, f, nil)
 	if err != nil {
 		return "", 0, fmt.Errorf("hashing %s: %w", p, err)
 	}
@@ -453,7 +453,7 @@ func copyFile(ctx context.Context, w io.Writer, p string, size int64, progress f
 		return err
 	}
 	defer f.Close()
-	n, err := copyCtx(ctx, w, f, progress)
+	n, err := fsx.CopyContext(ctx, w, f, progress)
 	if err != nil {
 		return err
 	}
@@ -461,31 +461,4 @@ func copyFile(ctx context.Context, w io.Writer, p string, size int64, progress f
 		return fmt.Errorf("%s changed size while being packed (%d, expected %d)", p, n, size)
 	}
 	return nil
-}
-
-// copyCtx is io.Copy that stops when ctx is done and reports progress.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader, progress func(int64)) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			if _, err := w.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-			if progress != nil {
-				progress(n)
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

@@ -140,7 +140,7 @@ func hashFile(ctx context.Context, env Env, p string, types []string) (map[strin
 		ws[i] = hs[i]
 	}
 	report := env.Progress("Checksumming " + filepath.Base(p))
-	if _, err := copyCtx(ctx, io.MultiWriter(ws...), f, func(n int64) { report(n, fi.Size()) }); err != nil {
+	if _, err := fsx.CopyContext(ctx, io.MultiWriter(ws...), f, func(n int64) { report(n, fi.Size()) }); err != nil {
 		return nil, fmt.Errorf("hashing %s: %w", p, err)
 	}
 	out := map[string]string{}
@@ -173,32 +173,4 @@ func appendAtomic(p string, data []byte) error {
 		return fmt.Errorf("%s: content read back differs from what was written", p)
 	}
 	return nil
-}
-
-// copyCtx is io.Copy that stops when ctx is done and reports the bytes
-// copied so far.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader, progress func(int64)) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			if _, err := w.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-			if progress != nil {
-				progress(n)
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

@@ -228,7 +228,7 @@ func writeArchive(ctx context.Context, dst string, pk packing, level int, member
 		}
 		defer f.Close()
 		h := sha256.New()
-		n, err := copyCtx(ctx, io.MultiWriter(dst, h), f, func(n int64) { progress(done + n) })
+		n, err := fsx.CopyContext(ctx, io.MultiWriter(dst, h), f, func(n int64) { progress(done + n) })
 		if err != nil {
 			return fmt.Errorf("compressing %s: %w", m.path, err)
 		}
@@ -405,7 +405,7 @@ func verifyArchive(ctx context.Context, path string, pk packing, members []membe
 	got := map[string]string{}
 	hashOf := func(r io.Reader) (string, error) {
 		h := sha256.New()
-		if _, err := copyCtx(ctx, h, r, nil); err != nil {
+		if _, err := fsx.CopyContext(ctx, h, r, nil); err != nil {
 			return "", err
 		}
 		return hex.EncodeToString(h.Sum(nil)), nil

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnbuild/kiln/internal/fsx"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -128,40 +128,11 @@ func downloadOne(ctx context.Context, comm Communicator, env Env, src, dst strin
 		}
 		return nil
 	}
-	err := writeFileAtomic(target, 0o644, func(w io.Writer) error {
+	err := fsx.WriteWith(target, 0o644, func(w io.Writer) error {
 		return comm.Download(ctx, src, w)
 	})
 	if err != nil {
 		return fmt.Errorf("downloading %s to %s: %w", src, target, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes name through a temporary file in the same
-// directory and renames it into place: a failed download leaves no
-// partial file under the final name.
-func writeFileAtomic(name string, mode fs.FileMode, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnbuild/kiln/internal/fsx"
 	"io"
 	"io/fs"
 	"os"
@@ -147,7 +148,7 @@ func (c *Client) DownloadDir(ctx context.Context, src, dst string) error {
 					return err
 				}
 			case st.Mode().IsRegular():
-				err := writeFileAtomic(target, st.Mode()&fs.ModePerm, func(out io.Writer) error {
+				err := fsx.WriteWith(target, st.Mode()&fs.ModePerm, func(out io.Writer) error {
 					f, err := sc.Open(w.Path())
 					if err != nil {
 						return err
@@ -274,33 +275,4 @@ func putFile(sc *sftp.Client, dst string, r io.Reader, mode os.FileMode) error {
 
 func hasTrailingSlash(p string) bool {
 	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, string(filepath.Separator))
-}
-
-// writeFileAtomic writes name through a temporary file in the same
-// directory and renames it into place, so a failed download never leaves
-// a partial file under the final name.
-func writeFileAtomic(name string, mode fs.FileMode, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
