@@ -69,7 +69,14 @@ func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
 	}
 	s.VNC = p.VNC
 	if c.EFIBoot {
-		// Packer drops -boot with EFI: OVMF keeps its own boot order.
+		// Packer drops -boot with EFI, and OVMF would boot the installer
+		// CD again after the installer reboots. kiln puts the main disk
+		// first by bootindex (OVMF skips it while it is empty) and the
+		// ISO second, so the reboot lands in the installed system.
+		if s.Boot == "once=d" && len(p.Disks) > 0 {
+			s.Drives[0].BootIndex = bootIndex(0)
+			s.Drives[len(p.Disks)].BootIndex = bootIndex(1)
+		}
 		s.Boot = ""
 		s.EFICode = c.EFICode
 		s.EFIVars = c.EFIVars
@@ -81,3 +88,5 @@ func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
 	}
 	return s
 }
+
+func bootIndex(n int) *int { return &n }

@@ -61,4 +61,19 @@ func TestSpecEFIDropsBootOrder(t *testing.T) {
 	if s.Boot != "" || s.EFICode != "/fw/code.fd" {
 		t.Fatalf("boot=%q code=%q", s.Boot, s.EFICode)
 	}
+	// The disk first, then the installer CD: OVMF skips the empty disk,
+	// and boots the installed system after the installer reboots.
+	if len(s.Drives) != 2 || s.Drives[0].BootIndex == nil || *s.Drives[0].BootIndex != 0 ||
+		s.Drives[1].Media != "cdrom" || s.Drives[1].BootIndex == nil || *s.Drives[1].BootIndex != 1 {
+		t.Fatalf("drives = %+v", s.Drives)
+	}
+}
+
+func TestSpecEFIDiskImageHasNoBootIndex(t *testing.T) {
+	c := baseConfig()
+	c.EFIBoot, c.DiskImage = true, true
+	s := QEMUSpec(c, "tcg", Paths{Disks: []string{"/w/vm"}, Source: "/x.qcow2", RunDir: "/r"})
+	if len(s.Drives) != 1 || s.Drives[0].BootIndex != nil {
+		t.Fatalf("drives = %+v", s.Drives)
+	}
 }

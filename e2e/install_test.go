@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kilnbuild/kiln/boot/firmware"
 )
 
 // installerDir is the cached installer ISO fixture.
@@ -39,7 +42,7 @@ func TestInstallFromISO(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			out := filepath.Join(e.Dir, "out")
-			k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", tc.vars, template("install.pkr.hcl"))
+			k := e.start(t, "build", "-only=qemu.install", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", tc.vars, template("install.pkr.hcl"))
 			code, _ := k.wait(10 * time.Minute)
 			log := k.output()
 			if code != 0 {
@@ -75,7 +78,7 @@ func TestInstallerNeverFetchesAnswerFile(t *testing.T) {
 	dir := installerDir(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker,
+	k := e.start(t, "build", "-only=qemu.install", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker,
 		"-var", "answer_path=/nothing-here.sh", template("install.pkr.hcl"))
 	code, _ := k.wait(5 * time.Minute)
 	log := k.output()
@@ -90,4 +93,123 @@ func TestInstallerNeverFetchesAnswerFile(t *testing.T) {
 		t.Errorf("no failure screenshot saved")
 	}
 	e.assertClean(t)
+}
+
+// TestInstallThenSSH is the usual installer path: the installer reboots
+// into the installed system (under UEFI too: the disk's bootindex puts it
+// before the installer CD), kiln logs in over SSH, provisions and shuts
+// down; then the output image boots on its own.
+func TestInstallThenSSH(t *testing.T) {
+	requireVM(t)
+	dir := installerDir(t)
+	for _, efi := range []bool{false, true} {
+		name := "bios"
+		if efi {
+			name = "uefi"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			out := filepath.Join(e.Dir, "out")
+			k := e.start(t, "build", "-only=qemu.install-ssh", "-var", "installer_dir="+dir, "-var", "out="+out,
+				"-var", "name="+e.Marker, "-var", fmt.Sprintf("efi=%t", efi),
+				"-var", "ssh_key="+filepath.Join(repoRoot, "testdata/guest/test_ed25519"), template("install.pkr.hcl"))
+			code, _ := k.wait(10 * time.Minute)
+			log := k.output()
+			if code != 0 {
+				t.Fatalf("kiln build exited %d:\n%s", code, log)
+			}
+			e.assertClean(t)
+			serial := serialLog(t, e)
+			// One boot of the installer, then the installed system: a
+			// firmware that went back to the CD would show a second prompt.
+			if n := strings.Count(serial, "kiln-installer: boot prompt ready"); n != 1 {
+				t.Errorf("installer prompt seen %d times (want 1); serial log:\n%s", n, serial)
+			}
+			after := serial[strings.Index(serial, "kiln-installer: finish: reboot")+1:]
+			if !strings.Contains(serial, "kiln-installer: finish: reboot") || !strings.Contains(after, "kiln-guest: sshd ready") {
+				t.Errorf("the installed system did not come up after the reboot; serial log:\n%s", serial)
+			}
+			if !strings.Contains(log, "connected to SSH") {
+				t.Errorf("no SSH connection in the build output:\n%s", log)
+			}
+			image := filepath.Join(out, "install-ssh", e.Marker+".qcow2")
+			if got := readGuestFile(t, image, "installed-by.txt"); got != "installed by kiln: A_Z:b+c!d@e\n" {
+				t.Errorf("installed-by.txt = %q", got)
+			}
+			if got := readGuestFile(t, image, "provisioned.txt"); got != "provisioned after install\n" {
+				t.Errorf("provisioned.txt = %q", got)
+			}
+			bootImage(t, e, image, efi)
+		})
+	}
+}
+
+// serialLog returns the one build's saved serial console.
+func serialLog(t *testing.T, e *env) string {
+	t.Helper()
+	serials, _ := filepath.Glob(filepath.Join(e.LogDir, "*", "serial.log"))
+	if len(serials) != 1 {
+		t.Fatalf("serial logs: %v", serials)
+	}
+	b, err := os.ReadFile(serials[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// bootImage boots a build's output image on its own (a copy, with a fresh
+// UEFI variable store when efi) and waits for the guest's sshd.
+func bootImage(t *testing.T, e *env, image string, efi bool) {
+	t.Helper()
+	tmp := t.TempDir()
+	disk := filepath.Join(tmp, "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", image, disk).CombinedOutput(); err != nil {
+		t.Fatalf("overlay on %s: %v\n%s", image, err, out)
+	}
+	serial := filepath.Join(tmp, "serial.log")
+	args := []string{"-name", e.Marker + "-boot", "-machine", "pc,accel=tcg", "-cpu", "max", "-m", "512",
+		"-drive", "file=" + disk + ",if=virtio,format=qcow2", "-netdev", "user,id=n0", "-device", "virtio-net,netdev=n0",
+		"-display", "none", "-serial", "file:" + serial}
+	if efi {
+		fw, err := firmware.Find("x86_64", "pc", false, firmware.DefaultDirs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := filepath.Join(tmp, "vars.fd")
+		if out, err := exec.Command("cp", fw.Vars, vars).CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		args = append(args, "-drive", "file="+fw.Code+",if=pflash,unit=0,format="+fw.CodeFormat+",readonly=on",
+			"-drive", "file="+vars+",if=pflash,unit=1,format="+fw.VarsFormat)
+	}
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+	deadline := time.After(5 * time.Minute)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("QEMU exited booting %s: %v\n%s", image, err, stderr.String())
+		case <-deadline:
+			b, _ := os.ReadFile(serial)
+			t.Fatalf("the output image %s did not boot to sshd in 5m; serial:\n%s", image, b)
+		case <-tick.C:
+			if b, _ := os.ReadFile(serial); strings.Contains(string(b), "kiln-guest: sshd ready") {
+				return
+			}
+		}
+	}
 }

@@ -22,6 +22,12 @@ type Drive struct {
 	DetectZeroes string // "on", "unmap"; "" and "off" = not passed
 	Media        string // "disk" (or "") or "cdrom"
 	ReadOnly     bool
+	// BootIndex, when set, puts the drive in the firmware's boot order
+	// (QEMU's bootindex; lower boots first). OVMF ignores -boot, so under
+	// UEFI this is the only way to say "the disk first, the installer CD
+	// when the disk is still empty". Ignored for the "scsi" and "sd"
+	// interfaces, which have no -device form here.
+	BootIndex *int
 }
 
 // Spec is everything kiln puts on QEMU's command line. Empty fields are

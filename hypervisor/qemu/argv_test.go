@@ -48,6 +48,8 @@ func disk(dir, iface string) Drive {
 	return Drive{Path: dir + "/disk.qcow2", Format: "qcow2", Interface: iface, Cache: "writeback", Discard: "ignore"}
 }
 
+func ptr(n int) *int { return &n }
+
 func cdrom(path string) Drive { return Drive{Path: path, Media: "cdrom"} }
 
 var argsCases = []argsCase{
@@ -107,6 +109,35 @@ var argsCases = []argsCase{
 			return s
 		},
 		files: []string{"disk.qcow2", "seed.img", "OVMF_CODE.fd", "efivars.fd"},
+	},
+	{
+		// UEFI installing from an ISO: OVMF ignores -boot, so the disk
+		// goes first by bootindex (skipped while empty) and the CD second.
+		name: "efi_iso_bootindex",
+		spec: func(dir string) Spec {
+			s := base(dir)
+			s.Machine = "q35"
+			d, cd := disk(dir, "virtio"), cdrom(dir+"/install.iso")
+			d.BootIndex, cd.BootIndex = ptr(0), ptr(1)
+			s.Drives = []Drive{d, cd, cdrom(dir + "/cidata.iso")}
+			s.EFICode = dir + "/OVMF_CODE.fd"
+			s.EFIVars = dir + "/efivars.fd"
+			return s
+		},
+		files: []string{"disk.qcow2", "install.iso", "cidata.iso", "OVMF_CODE.fd", "efivars.fd"},
+	},
+	{
+		name: "sata_bootindex",
+		spec: func(dir string) Spec {
+			s := base(dir)
+			s.Machine = "q35"
+			d, cd := disk(dir, "sata"), cdrom(dir+"/install.iso")
+			cd.Interface = "sata"
+			d.BootIndex, cd.BootIndex = ptr(0), ptr(1)
+			s.Drives = []Drive{d, cd}
+			return s
+		},
+		files: []string{"disk.qcow2", "install.iso"},
 	},
 	{
 		// kiln's boot_kernel: the kernel and initrd taken out of the ISO.

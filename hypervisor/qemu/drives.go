@@ -44,7 +44,27 @@ func driveArgs(s Spec) (drives, devices []string, err error) {
 		}
 
 		opts := []string{"file=" + esc(d.Path)}
+		bootindex := ""
+		if d.BootIndex != nil {
+			bootindex = ",bootindex=" + strconv.Itoa(*d.BootIndex)
+		}
+		switch {
+		case bootindex != "" && (iface == "" || iface == "ide" || iface == "virtio"):
+			// bootindex is a device property: the drive becomes if=none
+			// plus an explicit device (the bus is picked by QEMU).
+			dev := "ide-hd"
+			switch {
+			case iface == "virtio":
+				dev = "virtio-blk-pci"
+			case cdrom:
+				dev = "ide-cd"
+			}
+			devices = append(devices, dev+",drive="+id+bootindex)
+			opts = append(opts, "if=none", "id="+id)
+			iface = "-" // handled
+		}
 		switch iface {
+		case "-":
 		case "":
 			// QEMU's default bus (IDE on pc and q35).
 		case "virtio", "ide", "scsi", "sd":
@@ -66,7 +86,7 @@ func driveArgs(s Spec) (drives, devices []string, err error) {
 			if cdrom {
 				dev = "scsi-cd"
 			}
-			devices = append(devices, dev+",bus=scsi0.0,drive="+id)
+			devices = append(devices, dev+",bus=scsi0.0,drive="+id+bootindex)
 			opts = append(opts, "if=none", "id="+id)
 		case "sata":
 			// Packer passes if=sata, which QEMU rejects ("unsupported bus
@@ -83,7 +103,7 @@ func driveArgs(s Spec) (drives, devices []string, err error) {
 			if cdrom {
 				dev = "ide-cd"
 			}
-			devices = append(devices, dev+",bus=ahci0."+strconv.Itoa(nSATA)+",drive="+id)
+			devices = append(devices, dev+",bus=ahci0."+strconv.Itoa(nSATA)+",drive="+id+bootindex)
 			nSATA++
 			opts = append(opts, "if=none", "id="+id)
 		default:

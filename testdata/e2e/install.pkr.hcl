@@ -1,6 +1,8 @@
 # Installer path: boot the test installer ISO, wait for its prompt on the
 # serial console, type the boot command (over QMP or VNC), serve the answer
-# file, and let the installer power the guest off (communicator = "none").
+# file, and let the installer power the guest off (communicator = "none"):
+# qemu.install. qemu.install-ssh is the usual path instead: the installer
+# reboots into the installed system, kiln logs in over SSH and provisions.
 variable "installer_dir" {
   type = string
 }
@@ -36,6 +38,16 @@ variable "answer_path" {
   description = "The path typed on the kernel command line; a wrong one tests http_wait_fetched."
 }
 
+variable "ssh_key" {
+  type    = string
+  default = ""
+}
+
+locals {
+  # The answer file; %s is how the installer finishes: poweroff or reboot.
+  ks = "install-disk /dev/vda\necho 'installed by kiln: A_Z:b+c!d@e' > /target/installed-by.txt\nfinish %s\n"
+}
+
 source "qemu" "install" {
   iso_url      = "${var.installer_dir}/installer.iso"
   iso_checksum = "file:${var.installer_dir}/SHA256SUMS"
@@ -48,9 +60,6 @@ source "qemu" "install" {
   boot_initrd      = var.kernel ? "/install/initrd.gz" : null
   boot_kernel_args = "console=ttyS0 kiln.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}${var.answer_path} kiln.typed=A_Z:b+c!d@e%f^g*h~i?j(k)l,m.n/o-p=q"
 
-  http_content = {
-    "/ks.sh" = "install-disk /dev/vda\necho 'installed by kiln: A_Z:b+c!d@e' > /target/installed-by.txt\nfinish poweroff\n"
-  }
   boot_wait_serial       = "kiln-installer: boot prompt ready"
   boot_command_transport = var.transport
   boot_key_interval      = "40ms"
@@ -59,12 +68,33 @@ source "qemu" "install" {
   http_wait_fetched         = ["/ks.sh"]
   http_wait_fetched_timeout = var.answer_path == "/ks.sh" ? "90s" : "40s"
 
-  communicator     = "none"
   shutdown_timeout = "3m"
   output_directory = "${var.out}/${source.name}"
   vm_name          = "${var.name}.qcow2"
 }
 
 build {
-  sources = ["source.qemu.install"]
+  source "source.qemu.install" {
+    name = "install"
+    http_content = {
+      "/ks.sh" = format(local.ks, "poweroff")
+    }
+    communicator = "none"
+  }
+
+  source "source.qemu.install" {
+    name = "install-ssh"
+    http_content = {
+      "/ks.sh" = format(local.ks, "reboot")
+    }
+    communicator         = "ssh"
+    ssh_username         = "root"
+    ssh_private_key_file = var.ssh_key
+    ssh_timeout          = "5m"
+  }
+
+  provisioner "shell" {
+    only   = ["qemu.install-ssh"]
+    inline = ["echo provisioned after install > /data/provisioned.txt", "sync"]
+  }
 }
