@@ -105,7 +105,11 @@ func Load(path string, opts LoadOptions) (*Template, hcl.Diagnostics) {
 	if l.opts.Now.IsZero() {
 		l.opts.Now = time.Now()
 	}
-	diags := dedupe(l.load(path))
+	load := l.load
+	if IsLegacyJSON(path) {
+		load = l.loadLegacy // legacy_*.go
+	}
+	diags := dedupe(load(path))
 
 	t := &Template{Root: l.root, Files: l.parser.Files()}
 	for _, d := range diags {
@@ -226,9 +230,6 @@ func (l *loader) discover(path string) (files, autoVars []string, diags hcl.Diag
 		dir = filepath.Dir(path)
 		if !strings.HasSuffix(path, extHCL) && !strings.HasSuffix(path, extJSON) {
 			detail := fmt.Sprintf("%s is not a template: kiln reads HCL2 templates named *%s or *%s, or a directory containing them.", path, extHCL, extJSON)
-			if strings.HasSuffix(path, ".json") {
-				detail += " Legacy JSON templates are not supported; convert them with `packer hcl2_upgrade`."
-			}
 			return nil, nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Not a template file", Detail: detail}}
 		}
 		files = []string{path}

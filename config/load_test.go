@@ -56,7 +56,7 @@ build { sources = ["source.qemu.a"] }`), 0o644)
 func TestNotATemplate(t *testing.T) {
 	dir := writeDir(t, map[string]string{"legacy.json": "{}", "empty/README": "x"})
 	for path, want := range map[string]string{
-		filepath.Join(dir, "legacy.json"): "packer hcl2_upgrade",
+		filepath.Join(dir, "legacy.json"): "No builders in the template", // read as a legacy JSON template
 		filepath.Join(dir, "empty"):       "No template files in",
 		filepath.Join(dir, "missing"):     "Cannot read template",
 	} {

@@ -59,6 +59,10 @@ func (b *Build) Progress(label string) func(done, total int64) {
 		if !t.ok(frac) {
 			return
 		}
+		if b.out.Format == JSON {
+			b.out.Event(Event{Build: b.name, Type: EventProgress, Label: label, Done: done, Total: total, Pct: frac * 100})
+			return
+		}
 		rate := ""
 		if s := time.Since(start).Seconds(); s > 0.2 {
 			rate = fmt.Sprintf(", %s/s", Bytes(int64(float64(done)/s)))
@@ -75,9 +79,14 @@ func (b *Build) Progress(label string) func(done, total int64) {
 func (b *Build) Percent(label string) func(pct float64) {
 	t := &throttle{tty: b.out.TTY, decile: -1}
 	return func(pct float64) {
-		if t.ok(pct / 100) {
-			b.Message("%s: %3.0f%%", label, pct)
+		if !t.ok(pct / 100) {
+			return
 		}
+		if b.out.Format == JSON {
+			b.out.Event(Event{Build: b.name, Type: EventProgress, Label: label, Done: -1, Total: -1, Pct: pct})
+			return
+		}
+		b.Message("%s: %3.0f%%", label, pct)
 	}
 }
 

@@ -105,6 +105,11 @@ type Output struct {
 	TTY bool
 	// Timestamps prefixes each line with the time (like Packer's -timestamp-ui).
 	Timestamps bool
+	// Format is how lines are rendered: for people (the default), in
+	// Packer's -machine-readable format, or as kiln's JSON events.
+	Format Format
+	// now is the clock of timestamps; tests replace it.
+	now func() time.Time
 }
 
 // NewOutput writes to w, masking secrets.
@@ -119,9 +124,31 @@ func (o *Output) line(s string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.Timestamps {
-		s = time.Now().Format(time.RFC3339) + " " + s
+		s = o.clock().Format(time.RFC3339) + " " + s
 	}
 	io.WriteString(o.w, o.Secrets.Mask(s)+"\n")
+}
+
+func (o *Output) clock() time.Time {
+	if o.now != nil {
+		return o.now()
+	}
+	return time.Now()
+}
+
+// ui renders one line of text of build (empty: the run as a whole) at
+// level "say", "message" or "error". human is the line as a person sees it
+// ("==> build: text"); Packer's machine-readable format carries that same
+// text, while JSON events carry the bare text and the build separately.
+func (o *Output) ui(build, level, text, human string) {
+	switch o.Format {
+	case MachineReadable:
+		o.Machine("", "ui", level, human)
+	case JSON:
+		o.Event(Event{Build: build, Type: EventUI, Level: level, Message: text})
+	default:
+		o.line(human)
+	}
 }
 
 // Build returns the UI of one build, prefixing its lines with name.
@@ -130,7 +157,17 @@ func (o *Output) Build(name string) *Build {
 }
 
 // Say prints a top-level line without a build prefix.
-func (o *Output) Say(format string, args ...any) { o.line(fmt.Sprintf(format, args...)) }
+func (o *Output) Say(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	o.ui("", "say", msg, msg)
+}
+
+// Error prints a top-level error line. People see it as Say does; the
+// machine formats mark it as an error.
+func (o *Output) Error(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	o.ui("", "error", msg, msg)
+}
 
 // Build is one build's view of the terminal. Log, if set, receives a copy
 // of every line (the build's log file).
@@ -146,7 +183,7 @@ func (b *Build) Name() string { return b.name }
 // Say prints a step-level line: "==> NAME: text".
 func (b *Build) Say(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	b.out.line("==> " + b.name + ": " + msg)
+	b.out.ui(b.name, "say", msg, "==> "+b.name+": "+msg)
 	if b.Log != nil {
 		b.Log(msg)
 	}
@@ -155,7 +192,7 @@ func (b *Build) Say(format string, args ...any) {
 // Message prints a detail line: "    NAME: text".
 func (b *Build) Message(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	b.out.line("    " + b.name + ": " + msg)
+	b.out.ui(b.name, "message", msg, "    "+b.name+": "+msg)
 	if b.Log != nil {
 		b.Log(msg)
 	}
@@ -163,8 +200,15 @@ func (b *Build) Message(format string, args ...any) {
 
 // Error prints an error line: "==> NAME: error: text".
 func (b *Build) Error(format string, args ...any) {
-	b.Say("error: "+format, args...)
+	msg := fmt.Sprintf(format, args...)
+	b.out.ui(b.name, "error", msg, "==> "+b.name+": error: "+msg)
+	if b.Log != nil {
+		b.Log("error: " + msg)
+	}
 }
+
+// Output is the terminal this build writes to.
+func (b *Build) Output() *Output { return b.out }
 
 // Writer returns a line writer that prints each line as a Message; use it
 // for streamed command output. Close (or Flush) it to print a last partial

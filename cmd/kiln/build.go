@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/kilnbuild/kiln/builder"
 	"github.com/kilnbuild/kiln/config"
 	"github.com/kilnbuild/kiln/download"
+	"github.com/kilnbuild/kiln/pipeline"
 	"github.com/kilnbuild/kiln/postprocess"
 	"github.com/kilnbuild/kiln/ui"
 )
@@ -29,6 +31,8 @@ type templateFlags struct {
 	varFiles []string
 	only     []string
 	except   []string
+	// out, if set, also receives diagnostics in the machine formats.
+	out *ui.Output
 }
 
 func (t *templateFlags) register(fs *flag.FlagSet) {
@@ -75,11 +79,11 @@ func (t *templateFlags) load(fs *flag.FlagSet, stderr io.Writer) (*config.Templa
 	tpl, diags := config.Load(fs.Arg(0), config.LoadOptions{Vars: t.vars, VarFiles: t.varFiles, Env: os.Environ()})
 	if diags.HasErrors() {
 		// diags holds the warnings too.
-		config.WriteDiagnostics(stderr, tpl.Files, diags, false)
+		reportDiags(t.out, stderr, tpl.Files, diags)
 		return nil, nil, errReported
 	}
 	if len(tpl.Warnings) > 0 {
-		config.WriteDiagnostics(stderr, tpl.Files, tpl.Warnings, false)
+		reportDiags(t.out, stderr, tpl.Files, tpl.Warnings)
 	}
 	builds, err := config.Filter(tpl.Builds, t.only, t.except)
 	if err != nil {
@@ -92,17 +96,19 @@ func (t *templateFlags) load(fs *flag.FlagSet, stderr io.Writer) (*config.Templa
 		ppDiags = append(ppDiags, postprocess.Validate(b.PostProcessors)...)
 	}
 	if ppDiags.HasErrors() {
-		config.WriteDiagnostics(stderr, tpl.Files, ppDiags, false)
+		reportDiags(t.out, stderr, tpl.Files, ppDiags)
 		return nil, nil, errReported
 	}
 	return tpl, builds, nil
 }
 
-func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var tf templateFlags
 	tf.register(fs)
+	var of outputFlags
+	of.register(fs, true)
 	force := fs.Bool("force", false, "replace an existing output directory (only once the new build succeeded)")
 	onError := fs.String("on-error", "cleanup", "what to do when a build fails: cleanup, or abort (keep the VM running and its disk for inspection until Ctrl-C)")
 	parallel := fs.Int("parallel-builds", 0, "how many builds run at once; 0 means all")
@@ -115,6 +121,15 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err := fs.Parse(args); err != nil {
 		return errReported
 	}
+	// Secrets are added once the template is loaded; the Output exists
+	// before so that template errors reach the machine formats too.
+	secrets := &ui.Secrets{}
+	out, err := of.output(stdout, secrets)
+	if err != nil {
+		return err
+	}
+	defer func() { reportErr(out, err) }()
+	tf.out = out
 	if *onError != "cleanup" && *onError != "abort" {
 		return fmt.Errorf("-on-error must be cleanup or abort, not %q (ask and run-cleanup-provisioner are not supported)", *onError)
 	}
@@ -125,14 +140,14 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if len(builds) == 0 {
 		return errors.New("no qemu builds to run (check -only/-except and the template's build blocks)")
 	}
-	secrets := &ui.Secrets{}
 	secrets.Add(tpl.Sensitive...)
 	for _, b := range builds {
 		secrets.Add(b.Source.SSHPassword, b.Source.VNCPassword)
 	}
-	out := ui.NewOutput(stdout, secrets)
-	out.TTY = isTerminal(stdout)
-	out.Timestamps = *timestamps
+	if out.Format == ui.Human {
+		out.TTY = isTerminal(stdout)
+		out.Timestamps = *timestamps
+	}
 	debug, closeDebug, err := debugLog(secrets, stderr)
 	if err != nil {
 		return err
@@ -150,6 +165,7 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	sem := make(chan struct{}, limit)
 	results := make([]*builder.Result, len(builds))
+	artifacts := make([][]postprocess.Artifact, len(builds))
 	errs := make([]error, len(builds))
 	took := make([]time.Duration, len(builds))
 	var wg sync.WaitGroup
@@ -162,7 +178,7 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			defer func() { <-sem }()
 			t0 := time.Now()
 			defer func() { took[i] = time.Since(t0) }()
-			results[i], errs[i] = runOne(ctx, b, builder.Options{
+			results[i], artifacts[i], errs[i] = runOne(ctx, b, builder.Options{
 				Force: *force, OnError: *onError, Dir: cwd, Env: os.Environ(), Stdin: stdin,
 				Secrets: secrets, CacheDir: cacheDir,
 			}, out, debug)
@@ -174,7 +190,15 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	for i, b := range builds {
 		if errs[i] != nil {
 			failed++
-			out.Say("Build '%s' errored after %s: %v", b.Name, took[i].Round(time.Millisecond), errs[i])
+			out.Error("Build '%s' errored after %s: %v", b.Name, took[i].Round(time.Millisecond), errs[i])
+		}
+	}
+	if failed > 0 {
+		out.Machine("", "error-count", strconv.Itoa(failed))
+		for i, b := range builds {
+			if errs[i] != nil {
+				out.Machine(b.Name, "error", errs[i].Error())
+			}
 		}
 	}
 	out.Say("")
@@ -183,6 +207,7 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if results[i] == nil {
 			continue
 		}
+		machineArtifacts(out, b.Name, artifacts[i], cwd)
 		out.Say("--> %s: VM files in directory: %s", b.Name, relPath(cwd, results[i].OutputDir))
 		for _, a := range results[i].Artifacts {
 			out.Say("    %s (%s)", relPath(cwd, a.Path), ui.Bytes(a.Size))
@@ -197,16 +222,27 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return nil
 }
 
-// runOne runs one build with its own log directory and debug log file.
-func runOne(ctx context.Context, b *config.Build, opts builder.Options, out *ui.Output, debug io.Writer) (*builder.Result, error) {
+// runOne runs one build with its own log directory and debug log file. It
+// returns the build's result and its final artifacts (what the
+// post-processors left, or the build's own).
+func runOne(ctx context.Context, b *config.Build, opts builder.Options, out *ui.Output, debug io.Writer) (_ *builder.Result, _ []postprocess.Artifact, err error) {
 	u := out.Build(b.Name)
+	start := time.Now()
+	defer func() {
+		ev := ui.Event{Build: b.Name, Type: ui.EventBuildFinish, Success: err == nil, Duration: time.Since(start)}
+		if err != nil {
+			ev.Err = err.Error()
+			out.Event(ui.Event{Build: b.Name, Type: ui.EventError, Err: ev.Err})
+		}
+		out.Event(ev)
+	}()
 	logDir, err := buildLogDir(b.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	logFile, err := os.Create(filepath.Join(logDir, "kiln.log"))
 	if err != nil {
-		return nil, fmt.Errorf("creating build log: %w", err)
+		return nil, nil, fmt.Errorf("creating build log: %w", err)
 	}
 	defer logFile.Close()
 	mw := ui.NewMaskingWriter(io.MultiWriter(logFile, debug), opts.Secrets)
@@ -214,23 +250,35 @@ func runOne(ctx context.Context, b *config.Build, opts builder.Options, out *ui.
 	log := slog.New(slog.NewTextHandler(mw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("build", b.Name)
 	u.Log = func(msg string) { log.Info(msg) }
 	opts.UI, opts.Log, opts.LogDir = u, log, logDir
+	opts.Observe = func(ev pipeline.Event) { stepEvent(out, b.Name, ev) }
 	u.Say("Build log and serial console: %s", logDir)
-	start := time.Now()
 	res, err := builder.Run(ctx, b, opts)
 	if err != nil {
 		u.Error("%v", err)
 		log.Error("build failed", "err", err)
-		return nil, err
+		return nil, nil, err
 	}
+	arts := []postprocess.Artifact{buildArtifact(b, res, opts.Dir)}
 	if len(b.PostProcessors) > 0 {
-		if err := runPostProcessors(ctx, b, res, opts, u, start); err != nil {
+		// Post-processors are not pipeline steps, but they can take long
+		// (compression, uploads): the event stream times them as one.
+		stepEvent(out, b.Name, pipeline.Event{Step: stepPostProcessors, Kind: pipeline.Started})
+		t0 := time.Now()
+		arts, err = runPostProcessors(ctx, b, res, opts, u, start)
+		ev := pipeline.Event{Step: stepPostProcessors, Kind: pipeline.Finished, Duration: time.Since(t0)}
+		if err != nil {
+			ev.Kind, ev.Err = pipeline.Failed, err
+		}
+		stepEvent(out, b.Name, ev)
+		if err != nil {
 			u.Error("%v", err)
 			log.Error("post-processors failed", "err", err)
-			return nil, err
+			return nil, nil, err
 		}
 	}
+	artifactEvents(out, b.Name, arts, opts.Dir)
 	u.Say("Build finished after %s", time.Since(start).Round(time.Millisecond))
-	return res, nil
+	return res, arts, nil
 }
 
 // buildLogDir makes the per-build log directory: KILN_LOG_DIR, else
@@ -291,13 +339,21 @@ func isTerminal(w io.Writer) bool {
 // (Packer's packer_run_uuid).
 var runUUID = uuid.NewString()
 
-// runPostProcessors runs the build's post-processor chains on its output
-// files (Packer records them relative to the working directory).
-func runPostProcessors(ctx context.Context, b *config.Build, res *builder.Result, opts builder.Options, u *ui.Build, start time.Time) error {
-	in := postprocess.Artifact{BuilderID: postprocess.BuilderID, BuildName: b.SourceName, BuilderType: "qemu", ID: "VM"}
-	for _, a := range res.Artifacts {
-		in.Files = append(in.Files, relPath(opts.Dir, a.Path))
+// buildArtifact is the build's own artifact, its files relative to the
+// working directory as Packer records them.
+func buildArtifact(b *config.Build, res *builder.Result, dir string) postprocess.Artifact {
+	a := postprocess.Artifact{BuilderID: postprocess.BuilderID, BuildName: b.SourceName, BuilderType: "qemu", ID: "VM",
+		Data: map[string]string{"output_directory": relPath(dir, res.OutputDir)}}
+	for _, f := range res.Artifacts {
+		a.Files = append(a.Files, relPath(dir, f.Path))
 	}
+	return a
+}
+
+// runPostProcessors runs the build's post-processor chains on its output
+// files and returns the artifacts that remain.
+func runPostProcessors(ctx context.Context, b *config.Build, res *builder.Result, opts builder.Options, u *ui.Build, start time.Time) ([]postprocess.Artifact, error) {
+	in := buildArtifact(b, res, opts.Dir)
 	out, errw := u.Writer(), u.Writer()
 	defer out.Flush()
 	defer errw.Flush()
@@ -306,10 +362,10 @@ func runPostProcessors(ctx context.Context, b *config.Build, res *builder.Result
 		BuildName: b.SourceName, BuildTime: start, RunUUID: runUUID, Force: opts.Force,
 	})
 	if err != nil {
-		return fmt.Errorf("post-processors: %w", err)
+		return nil, fmt.Errorf("post-processors: %w", err)
 	}
 	for _, a := range arts {
 		u.Message("post-processor artifact %s: %s", a.ID, strings.Join(a.Files, " "))
 	}
-	return nil
+	return arts, nil
 }

@@ -21,9 +21,17 @@ Available commands are:
     build       build image(s) from a template
     validate    check that a template is valid
     inspect     show the variables, sources and builds of a template
+    fmt         rewrite HCL2 templates in canonical style (-check, -diff, -write, -recursive)
+    hcl2_upgrade  convert a legacy JSON template to HCL2
     version     print the kiln version
 
 Run "kiln <command> -h" for a command's flags.
+
+Output for programs (anywhere on the command line):
+    -machine-readable   Packer's format on stdout: timestamp,target,type,data...
+                        (build, validate, inspect, version)
+    --json              one JSON event per line on stdout (build, validate);
+                        schema in README.md
 
 Environment:
     KILN_LOG=1          write a debug log (QEMU command line, every QMP
@@ -50,6 +58,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// (stops QEMU, removes temporary files) before kiln exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	args = hoistOutputFlags(args)
 	var err error
 	switch args[0] {
 	case "build":
@@ -58,13 +67,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdValidate(args[1:], stdout, stderr)
 	case "inspect":
 		err = cmdInspect(args[1:], stdout, stderr)
+	case "hcl2_upgrade":
+		err = cmdUpgrade(args[1:], stdout, stderr)
+	case "fmt":
+		err = cmdFmt(args[1:], stdin, stdout, stderr)
 	case "version", "-v", "--version", "-version":
-		fmt.Fprintf(stdout, "kiln v%s\n", version)
+		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "--help", "-help", "help":
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "kiln: unknown command %q\n\n%s", args[0], usage)
 		return 1
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
 	}
 	if err != nil {
 		if !errors.Is(err, errReported) {

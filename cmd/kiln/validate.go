@@ -7,13 +7,16 @@ import (
 	"strings"
 
 	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/ui"
 )
 
-func cmdValidate(args []string, stdout, stderr io.Writer) error {
+func cmdValidate(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var tf templateFlags
 	tf.register(fs)
+	var of outputFlags
+	of.register(fs, true)
 	fs.Bool("syntax-only", false, "accepted for Packer compatibility; kiln always checks everything (it is fast)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: kiln validate [options] TEMPLATE\n\n  Check that TEMPLATE parses, its variables resolve and its qemu sources are valid.\n\nOptions:\n")
@@ -22,18 +25,26 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errReported
 	}
+	out, err := of.output(stdout, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { reportErr(out, err) }()
+	tf.out = out
 	if _, _, err := tf.load(fs, stderr); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "The configuration is valid.")
+	out.Say("The configuration is valid.")
 	return nil
 }
 
-func cmdInspect(args []string, stdout, stderr io.Writer) error {
+func cmdInspect(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var tf templateFlags
 	tf.register(fs)
+	var of outputFlags
+	of.register(fs, false)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: kiln inspect [options] TEMPLATE\n\n  Show the variables, sources and builds of TEMPLATE.\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -41,11 +52,45 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errReported
 	}
+	out, err := of.output(stdout, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { reportErr(out, err) }()
+	tf.out = out
 	tpl, builds, err := tf.load(fs, stderr)
 	if err != nil {
 		return err
 	}
-	writeInspect(stdout, tpl, builds)
+	if out.Format == ui.Human {
+		writeInspect(stdout, tpl, builds)
+		return nil
+	}
+	// Packer prints an HCL2 inspection as one ui say message.
+	var buf strings.Builder
+	writeInspect(&buf, tpl, builds)
+	out.Say("%s", strings.TrimRight(buf.String(), "\n"))
+	return nil
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var of outputFlags
+	of.register(fs, false)
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	out, err := of.output(stdout, nil)
+	if err != nil {
+		return err
+	}
+	// Packer's version lines: the number, the pre-release label, the commit.
+	num, pre, _ := strings.Cut(version, "-")
+	out.Machine("", "version", num)
+	out.Machine("", "version-prerelease", pre)
+	out.Machine("", "version-commit", "")
+	out.Say("kiln v%s", version)
 	return nil
 }
 

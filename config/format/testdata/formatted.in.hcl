@@ -1,0 +1,4 @@
+source "qemu" "x" {
+  iso_url      = "a.iso"
+  iso_checksum = "none"
+}

@@ -1,0 +1,3 @@
+guest_dir="/g"
+out   = "/o"
+   name = "kiln"
