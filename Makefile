@@ -9,7 +9,8 @@ GOFLAGS_TEST ?= -count=1
 # the test guest's build script needs (kernel and tools come from apt).
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf mtools dosfstools syslinux syslinux-common \
 	busybox-static cpio fdisk e2fsprogs kmod openssl openssh-client openssh-server openssh-sftp-server \
-	ca-certificates grub-common grub-pc-bin grub-efi-amd64-bin xorriso genisoimage
+	ca-certificates grub-common grub-pc-bin grub-efi-amd64-bin xorriso genisoimage \
+	libvirt-daemon-system libvirt-clients ipxe-qemu
 
 .PHONY: all setup build fixtures run test test-unit bench vet clean
 

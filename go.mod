@@ -54,4 +54,5 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
+	libvirt.org/go/libvirtxml v1.12002.0 // indirect
 )

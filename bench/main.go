@@ -40,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 5, "number of builds (and of direct guest boots)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (builds, debug logs, serial logs)")
+	exportsOnly := fs.Bool("exports-only", false, "run only the export section (conversion, compression, upload)")
+	typingOnly := fs.Bool("typing-only", false, "run only the boot-command typing section")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,6 +69,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	if *exportsOnly {
+		return b.exportSection(ctx, stdout, stderr)
+	}
+	if *typingOnly {
+		return b.typingSection(ctx, stdout, stderr)
+	}
 	var builds []buildSample
 	var guests []guestSample
 	for i := 1; i <= *n; i++ {
@@ -96,7 +104,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	writeReport(stdout, summarize(builds, guests))
-	return 0
+	if code := b.typingSection(ctx, stdout, stderr); code != 0 {
+		return code
+	}
+	return b.exportSection(ctx, stdout, stderr)
 }
 
 // bench holds what every run shares.

@@ -109,6 +109,7 @@ type State struct {
 	Console   *qemu.Console
 	SSHPort   int
 	Comm      *ssh.Client
+	LV        *lvState // libvirt builds only (libvirt.go)
 
 	cancel      context.CancelCauseFunc
 	expectExit  atomic.Bool // set by shutdown: QEMU exiting is now success
@@ -133,7 +134,11 @@ func Run(parent context.Context, b *config.Build, opts Options) (*Result, error)
 	defer cancel(nil)
 	st := &State{Build: b, Cfg: b.Source, Opts: opts, cancel: cancel}
 
-	r := pipeline.New(Steps()...)
+	steps := Steps()
+	if b.Libvirt != nil {
+		steps = LibvirtSteps() // libvirt.go
+	}
+	r := pipeline.New(steps...)
 	r.UndoTimeout = 30 * time.Second
 	r.Observe = func(ev pipeline.Event) {
 		opts.Log.Debug("step", "step", ev.Step, "event", ev.Kind.String(), "duration", ev.Duration, "err", ev.Err)
@@ -208,6 +213,9 @@ func (st *State) onFailure(parent context.Context, err error) {
 	}
 	if st.Opts.LogDir != "" {
 		u.Message("serial console log: %s", filepath.Join(st.Opts.LogDir, "serial.log"))
+	}
+	if st.LV != nil {
+		st.describeLibvirt()
 	}
 	if st.WorkDir != "" {
 		st.keepWorkDir = true

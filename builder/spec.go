@@ -45,7 +45,7 @@ func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
 	for _, d := range p.Disks {
 		s.Drives = append(s.Drives, qemu.Drive{
 			Path:         d,
-			Format:       c.Format,
+			Format:       c.WorkFormat,
 			Interface:    c.DiskInterface,
 			Cache:        c.DiskCache,
 			Discard:      c.DiskDiscard,

@@ -11,7 +11,7 @@ import (
 func baseConfig() *config.QEMU {
 	return &config.QEMU{
 		QEMUBinary: "qemu-system-x86_64", VMName: "vm", MachineType: "pc", CPUs: 2, Memory: 512,
-		Format: "qcow2", DiskInterface: "virtio", DiskCache: "writeback", DiskDiscard: "ignore",
+		Format: "qcow2", WorkFormat: "qcow2", DiskInterface: "virtio", DiskCache: "writeback", DiskDiscard: "ignore",
 		DiskDetectZeroes: "off", NetDevice: "virtio-net",
 	}
 }

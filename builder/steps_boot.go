@@ -60,7 +60,7 @@ func mapKeys(m map[string]string) []string {
 func (st *State) templateData() boot.TemplateData {
 	d := boot.TemplateData{Name: st.Cfg.VMName, SSHPublicKey: st.PublicKey}
 	if st.HTTP != nil {
-		d.HTTPIP, d.HTTPPort = guestHostIP, st.HTTP.Port()
+		d.HTTPIP, d.HTTPPort = st.httpIP(), st.HTTP.Port()
 	}
 	return d
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnbuild/kiln/disk"
 	"github.com/kilnbuild/kiln/download"
+	"github.com/kilnbuild/kiln/export"
 	"github.com/kilnbuild/kiln/internal/fsx"
 )
 
@@ -101,8 +102,8 @@ func stepDisk(ctx context.Context, st *State) (Undo, error) {
 	main := filepath.Join(st.WorkDir, c.VMName)
 	switch {
 	case !c.DiskImage:
-		st.Opts.UI.Say("Creating %s disk (%s)", c.Format, sizeString(c.DiskSizeBytes))
-		if err := img.Create(ctx, main, c.Format, c.DiskSizeBytes, "", "", nil); err != nil {
+		st.Opts.UI.Say("Creating %s disk (%s)", c.WorkFormat, sizeString(c.DiskSizeBytes))
+		if err := img.Create(ctx, main, c.WorkFormat, c.DiskSizeBytes, "", "", nil); err != nil {
 			return nil, err
 		}
 	default:
@@ -116,21 +117,21 @@ func stepDisk(ctx context.Context, st *State) (Undo, error) {
 			if err := img.Create(ctx, main, "qcow2", 0, st.Source, info.Format, nil); err != nil {
 				return nil, err
 			}
-		case info.Format == c.Format:
+		case info.Format == c.WorkFormat:
 			st.Opts.UI.Say("Copying source disk image")
 			if err := fsx.CopyFile(ctx, main, st.Source); err != nil {
 				return nil, fmt.Errorf("copying source disk image: %w", err)
 			}
 		default:
-			st.Opts.UI.Say("Converting source disk image from %s to %s", info.Format, c.Format)
-			err := img.Convert(ctx, disk.ConvertOptions{Src: st.Source, SrcFormat: info.Format, Dst: main, DstFormat: c.Format, Progress: st.Opts.UI.Percent("convert")})
+			st.Opts.UI.Say("Converting source disk image from %s to %s", info.Format, c.WorkFormat)
+			err := img.Convert(ctx, disk.ConvertOptions{Src: st.Source, SrcFormat: info.Format, Dst: main, DstFormat: c.WorkFormat, Progress: st.Opts.UI.Percent("convert")})
 			if err != nil {
 				return nil, err
 			}
 		}
 		if !c.SkipResizeDisk && c.DiskSizeBytes > info.VirtualSize {
 			st.Opts.UI.Message("resizing disk to %s", sizeString(c.DiskSizeBytes))
-			if err := img.Resize(ctx, main, c.Format, c.DiskSizeBytes); err != nil {
+			if err := img.Resize(ctx, main, c.WorkFormat, c.DiskSizeBytes); err != nil {
 				return nil, err
 			}
 		}
@@ -138,7 +139,7 @@ func stepDisk(ctx context.Context, st *State) (Undo, error) {
 	st.Disks = []string{main}
 	for i, size := range c.AdditionalSizesBytes {
 		p := fmt.Sprintf("%s-%d", main, i+1)
-		if err := img.Create(ctx, p, c.Format, size, "", "", nil); err != nil {
+		if err := img.Create(ctx, p, c.WorkFormat, size, "", "", nil); err != nil {
 			return nil, err
 		}
 		st.Disks = append(st.Disks, p)
@@ -150,22 +151,26 @@ func stepDisk(ctx context.Context, st *State) (Undo, error) {
 // stepConvert compacts the disks into the future output directory, as
 // Packer's stepConvertDisk does, or moves them there when compaction is
 // off. Packer converts only the main disk; kiln treats every disk alike.
+// Formats the VM cannot run on (vmdk, vhd, vhdx, ova) are exported from
+// the qcow2 working disk here. Every converted image is verified against
+// the working disk (qemu-img compare) before it is written to the output.
 func stepConvert(ctx context.Context, st *State) (Undo, error) {
 	c, img := st.Cfg, st.qemuImg()
+	f := c.ExportFormat()
 	for _, d := range st.Disks {
 		dst := filepath.Join(st.OutDir, filepath.Base(d))
-		if c.SkipCompaction && !c.DiskCompression {
+		if !c.Exported() && c.SkipCompaction && !c.DiskCompression {
 			if err := os.Rename(d, dst); err != nil {
 				return nil, fmt.Errorf("moving disk into output: %w", err)
 			}
 			continue
 		}
-		st.Opts.UI.Say("Converting %s to a compact %s image", filepath.Base(d), c.Format)
-		err := img.Convert(ctx, disk.ConvertOptions{
-			Src: d, SrcFormat: c.Format, Dst: dst, DstFormat: c.Format,
-			Compress: c.DiskCompression, Progress: st.Opts.UI.Percent("convert"),
-		})
-		if err != nil {
+		if c.Exported() {
+			st.Opts.UI.Say("Exporting %s as %s", filepath.Base(d), c.Format)
+		} else {
+			st.Opts.UI.Say("Converting %s to a compact %s image", filepath.Base(d), c.Format)
+		}
+		if err := export.Export(ctx, img, d, c.WorkFormat, dst, f, st.Opts.UI.Percent("convert")); err != nil {
 			return nil, err
 		}
 		// Free the space early: the work directory can be large.

@@ -97,8 +97,12 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 	if c.BootCommandTransport == "vnc" && (len(c.BootCommand) > 0 || len(c.BootSteps) > 0) {
 		// QEMU binds the first free display in the range itself (to=), so
 		// parallel builds cannot race for a port; the port is read back
-		// over QMP.
-		paths.VNC = fmt.Sprintf("%s:%d,to=%d", c.VNCBindAddress, c.VNCPortMin-5900, c.VNCPortMax-5900)
+		// over QMP. key-delay-ms=0: QEMU's VNC server otherwise spaces
+		// every key event 10 ms apart in a queue of its own, which falls
+		// behind kiln's pacing and, past ~1000 queued entries, drops
+		// events (a lost Shift release turned the rest of a 300-character
+		// line upper case). kiln paces the keys itself, as over QMP.
+		paths.VNC = fmt.Sprintf("%s:%d,to=%d,key-delay-ms=0", c.VNCBindAddress, c.VNCPortMin-5900, c.VNCPortMax-5900)
 		if c.VNCUsePassword {
 			paths.VNC += ",password=on"
 			st.vncPassword = c.VNCPassword
@@ -270,7 +274,7 @@ func stepProvision(ctx context.Context, st *State) (Undo, error) {
 		env.Comm = st.Comm
 	}
 	if st.HTTP != nil {
-		env.HTTPIP, env.HTTPPort = "10.0.2.2", st.HTTP.Port()
+		env.HTTPIP, env.HTTPPort = st.httpIP(), st.HTTP.Port()
 	}
 	for _, p := range st.Build.Provisioners {
 		// Load already dropped provisioners whose only/except exclude
@@ -300,6 +304,9 @@ func provisionerLabel(typ, name string) string {
 // the guest had not synced; kiln presses the power button instead.
 func stepShutdown(ctx context.Context, st *State) (Undo, error) {
 	c, u := st.Cfg, st.Opts.UI
+	if err := st.trimGuest(ctx); err != nil {
+		return nil, fmt.Errorf("trimming the guest's free space: %w", err)
+	}
 	st.expectExit.Store(true)
 	timeout := c.ShutdownTimeoutDur
 	switch {

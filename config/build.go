@@ -47,8 +47,11 @@ type Build struct {
 	// of the source block, e.g. "debian", or the `name` a nested source
 	// block inside the build gives it.
 	SourceName string
-	SourceType string // always "qemu" here
+	SourceType string // "qemu" or "libvirt"
 	Source     *QEMU
+	// Libvirt is set when the build runs on libvirt: a libvirt source, or
+	// a qemu source with libvirt_uri (config/libvirt.go).
+	Libvirt *Libvirt
 	// Provisioners run in order; each element has exactly one of the
 	// typed pointers set.
 	Provisioners []*Provisioner

@@ -196,7 +196,7 @@ func (l *loader) decodeBuild(block *hcl.Block) hcl.Diagnostics {
 			})
 			continue
 		}
-		if src.typ != "qemu" {
+		if src.typ != "qemu" && src.typ != "libvirt" {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagWarning,
 				Summary:  fmt.Sprintf("kiln builds only qemu sources; skipping source.%s.%s", src.typ, src.name),
@@ -276,7 +276,12 @@ func (l *loader) newBuild(bb *buildBlock, u *sourceUse, src *sourceBlock) (*Buil
 	}
 	q := &QEMU{}
 	rest, diags := stripPackerOnly(body)
+	lv, rest, more := splitLibvirt(rest, ctx, src.typ) // libvirt.go
+	diags = append(diags, more...)
 	diags = append(diags, decodeFlat(rest, ctx, q)...)
+	if lv != nil {
+		applyLibvirtDefaults(q)
+	}
 	for _, d := range diags {
 		if d.Summary == "Duplicate argument" && u.body != nil {
 			d.Detail += ". A source block inside a build can only set options the top-level source block leaves unset (as in Packer); remove one of the two."
@@ -309,6 +314,7 @@ func (l *loader) newBuild(bb *buildBlock, u *sourceUse, src *sourceBlock) (*Buil
 		SourceName: name,
 		SourceType: src.typ,
 		Source:     q,
+		Libvirt:    lv,
 	}
 	srcRef := src.typ + "." + name // what provisioner only/except match, as in Packer
 	for _, pb := range bb.provs {

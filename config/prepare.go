@@ -132,7 +132,7 @@ func (q *QEMU) prepareDisk() hcl.Diagnostics {
 		q.AdditionalSizesBytes = append(q.AdditionalSizesBytes, n)
 	}
 
-	diags = append(diags, defaultEnum("format", &q.Format, "qcow2", []string{"qcow2", "raw"})...)
+	diags = append(diags, q.prepareOutput()...)
 	diags = append(diags, defaultEnum("disk_interface", &q.DiskInterface, "virtio", diskInterfaces)...)
 	diags = append(diags, defaultEnum("disk_cache", &q.DiskCache, "writeback", diskCaches)...)
 	diags = append(diags, defaultEnum("disk_discard", &q.DiskDiscard, "ignore", diskDiscards)...)
@@ -145,7 +145,7 @@ func (q *QEMU) prepareDisk() hcl.Diagnostics {
 	}
 	if q.UseBackingFile {
 		q.SkipCompaction = true
-		if !q.DiskImage || q.Format != "qcow2" {
+		if !q.DiskImage || q.WorkFormat != "qcow2" {
 			diags = append(diags, errAt("use_backing_file", "use_backing_file needs disk_image = true and format = \"qcow2\"",
 				"A backing file is a qcow2 overlay over the downloaded disk image: set disk_image = true and format = \"qcow2\", or drop use_backing_file."))
 		}

@@ -21,6 +21,7 @@ build { sources = ["source.qemu.deb"] }`, LoadOptions{})
 		CDLabel:                "packer",
 		DiskSize:               "40960M",
 		Format:                 "qcow2",
+		WorkFormat:             "qcow2",
 		DiskInterface:          "virtio",
 		DiskCache:              "writeback",
 		DiskDiscard:            "ignore",
@@ -116,6 +117,33 @@ func TestPrepareAdjustments(t *testing.T) {
 			}
 		}},
 		{"communicator none needs no username", QEMU{Communicator: "none"}, func(t *testing.T, q *QEMU) {}},
+		{"export formats run on qcow2", QEMU{Format: "ova", CPUs: 2, Memory: 1024, VMDKHWVersion: "17"}, func(t *testing.T, q *QEMU) {
+			f := q.ExportFormat()
+			if q.WorkFormat != "qcow2" || !q.Exported() || f.Name != "ova" || f.VMDKHWVersion != "17" ||
+				f.OVA.CPUs != 2 || f.OVA.MemoryMB != 1024 {
+				t.Errorf("work %q exported %v format %+v", q.WorkFormat, q.Exported(), f)
+			}
+		}},
+		{"raw runs on raw", QEMU{Format: "raw"}, func(t *testing.T, q *QEMU) {
+			if q.WorkFormat != "raw" || q.Exported() {
+				t.Errorf("work %q exported %v", q.WorkFormat, q.Exported())
+			}
+		}},
+		{"qcow2_compression implies compression", QEMU{QCOW2Compression: "zstd"}, func(t *testing.T, q *QEMU) {
+			if f := q.ExportFormat(); !q.DiskCompression || f.Compression != "zstd" {
+				t.Errorf("compression %v format %+v", q.DiskCompression, f)
+			}
+		}},
+		{"disk_compression is zlib", QEMU{DiskCompression: true}, func(t *testing.T, q *QEMU) {
+			if f := q.ExportFormat(); f.Compression != "zlib" {
+				t.Errorf("format %+v", f)
+			}
+		}},
+		{"trim turns on discard", QEMU{TrimBeforeShutdown: true}, func(t *testing.T, q *QEMU) {
+			if q.DiskDiscard != "unmap" {
+				t.Errorf("disk_discard %q", q.DiskDiscard)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,7 +181,10 @@ func TestPrepareErrors(t *testing.T) {
 		{"bad checksum type", `iso_checksum = "crc32:abcd"`, "iso_checksum", "Invalid iso_checksum", 2},
 		{"disk size", `disk_size = "40X"`, "", "Invalid disk_size", 2},
 		{"additional size", `disk_additional_size = ["1G", "lots"]`, "", "Invalid disk_additional_size", 2},
-		{"format", `format = "vmdk"`, "", "Invalid format", 2},
+		{"format", `format = "vdi"`, "", "Invalid format", 2},
+		{"vmdk option on vhd", "format = \"vhd\"\n  vmdk_subformat = \"monolithicSparse\"", "", "Invalid output format options", 3},
+		{"bad vhd subformat", "format = \"vhd\"\n  vhd_subformat = \"huge\"", "", "Invalid output format options", 3},
+		{"compression on vmdk", "format = \"vmdk\"\n  qcow2_compression = \"zstd\"", "", "Invalid output format options", 3},
 		{"disk interface", `disk_interface = "nvme"`, "", "Invalid disk_interface", 2},
 		{"disk cache", `disk_cache = "fast"`, "", "Invalid disk_cache", 2},
 		{"disk discard", `disk_discard = "trim"`, "", "Invalid disk_discard", 2},

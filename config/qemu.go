@@ -114,6 +114,17 @@ type QEMU struct {
 	BootKernel     string `hcl:"boot_kernel,optional"`
 	BootInitrd     string `hcl:"boot_initrd,optional"`
 	BootKernelArgs string `hcl:"boot_kernel_args,optional"`
+	// Output format options (see config/output.go): format may also be
+	// vmdk, vhd, vhdx or ova; the VM then runs on a qcow2 working disk
+	// that is exported at the end.
+	VMDKSubformat    string `hcl:"vmdk_subformat,optional"`
+	VMDKAdapterType  string `hcl:"vmdk_adapter_type,optional"`
+	VMDKHWVersion    string `hcl:"vmdk_hwversion,optional"`
+	VHDSubformat     string `hcl:"vhd_subformat,optional"`
+	QCOW2Compression string `hcl:"qcow2_compression,optional"`
+	// TrimBeforeShutdown runs fstrim in the guest before the shutdown
+	// step, so freed blocks are dropped from the image.
+	TrimBeforeShutdown bool `hcl:"trim_before_shutdown,optional"`
 
 	// Parsed and defaulted values, filled by prepare. Nothing below is
 	// decoded from the template directly.
@@ -126,4 +137,7 @@ type QEMU struct {
 	BootKeyIntervalDur   time.Duration
 	BootWaitSerialDur    time.Duration
 	HTTPWaitFetchedDur   time.Duration
+	// WorkFormat is the format of the disk the VM runs on: format when it
+	// is qcow2 or raw, else qcow2.
+	WorkFormat string
 }

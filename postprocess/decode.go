@@ -14,7 +14,7 @@ import (
 	"github.com/kilnbuild/kiln/config"
 )
 
-var supportedTypes = []string{"checksum", "compress", "manifest", "shell-local", "amazon-import"}
+var supportedTypes = []string{"checksum", "compress", "manifest", "shell-local", "amazon-import", "pxe"}
 
 // decode decodes and checks one block. Unknown attributes are errors
 // (gohcl reports them with their range).
@@ -30,6 +30,8 @@ func decode(pp *config.PostProcessor) (processor, hcl.Diagnostics) {
 		return decodeShellLocal(pp)
 	case "amazon-import":
 		return decodeAmazonImport(pp)
+	case "pxe":
+		return decodePXE(pp)
 	}
 	return nil, hcl.Diagnostics{{
 		Severity: hcl.DiagError,

@@ -1,0 +1,136 @@
+package libvirt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kilnbuild/kiln/hypervisor/libvirt/libvirttest"
+)
+
+// syncBuffer collects console output for polling.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func guestDir(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("../../testdata/guest/ensure.sh").Output()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("test guest: %v", err)
+		}
+		t.Skipf("test guest: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestRealDomainLifecycle boots the test guest on the system libvirtd
+// from an uploaded volume, reads its serial console over the connection,
+// powers it off with ACPI, downloads the disk and checks every resource is
+// gone after cleanup.
+func TestRealDomainLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("VM test")
+	}
+	libvirttest.RequireSystem(t)
+	dir := guestDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, "qemu:///system", DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.EnsurePool(ctx, "default", "/var/lib/libvirt/images"); err != nil {
+		t.Fatal(err)
+	}
+	name := DomainName("unit")
+	vol := Volume{Pool: "default", Name: name + ".qcow2", Format: "qcow2"}
+	src := filepath.Join(dir, "guest.qcow2")
+	if err := c.UploadFile(ctx, vol, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteVolume(context.Background(), vol)
+	// The upload is byte-exact.
+	var down bytes.Buffer
+	if err := c.Download(ctx, vol, &down); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(src)
+	if sha256.Sum256(down.Bytes()) != sha256.Sum256(want) {
+		t.Fatalf("downloaded volume (%d bytes) differs from the uploaded file (%d bytes)", down.Len(), len(want))
+	}
+
+	// No network needed here: an isolated network name would need one.
+	spec := DomainSpec{Name: name, Type: "qemu", MemoryMiB: 256, VCPUs: 1, CPUModel: "max",
+		Disks: []Volume{vol}, Network: "kiln-unit"}
+	if err := c.EnsureNetwork(ctx, "kiln-unit", &NetworkSpec{Name: "kiln-unit", Bridge: "kilnbr-unit", Address: "10.0.77.1", Netmask: "255.255.255.0"}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.DestroyNetwork(context.Background(), "kiln-unit")
+	d, err := c.Define(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		d.Destroy(context.Background())
+		d.Undefine(context.Background())
+	}()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var console syncBuffer
+	go d.Console(&console)
+	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no sshd ready marker on the console; got:\n%s", console.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if running, err := d.Running(ctx); err != nil || !running {
+		t.Fatalf("Running = %v, %v", running, err)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	defer scancel()
+	if err := d.WaitStopped(sctx); err != nil {
+		t.Fatalf("guest ignored the ACPI power button: %v\n%s", err, console.String())
+	}
+	if err := d.Undefine(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LookupDomain(ctx, name); !IsNotFound(err) {
+		t.Fatalf("domain still defined after Undefine: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Download(ctx, vol, io.Discard); !IsNotFound(err) {
+		t.Fatalf("volume still there after DeleteVolume: %v", err)
+	}
+}
