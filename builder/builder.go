@@ -70,6 +70,9 @@ type Options struct {
 	Stdin    io.Reader
 	Secrets  *ui.Secrets
 	Observe  func(pipeline.Event)
+	// BootScreens saves a screenshot into LogDir after each boot step
+	// (debug mode: kiln build with KILN_LOG or KILN_LOG_PATH set).
+	BootScreens bool
 }
 
 // Artifact is one file of the build's output.

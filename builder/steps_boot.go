@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/boot"
+	"github.com/kilnbuild/kiln/hypervisor/qemu"
 	"github.com/kilnbuild/kiln/media"
 )
 
@@ -92,6 +93,7 @@ func stepBoot(ctx context.Context, st *State) (Undo, error) {
 			if err := st.typeStep(ctx, step[0], sender); err != nil {
 				return nil, fmt.Errorf("typing boot command: %w", err)
 			}
+			st.bootScreen(ctx, i+1)
 		}
 		u.Message("boot command typed in %s", time.Since(start).Round(10*time.Millisecond))
 	}
@@ -191,3 +193,20 @@ func (st *State) waitFetched(ctx context.Context) error {
 
 // ErrNotFetched: the guest never fetched an answer file it had to.
 var ErrNotFetched = errors.New("the guest never fetched its answer file")
+
+// bootScreen saves what the VM shows after boot step n, in debug mode, so
+// a user can see where a boot command went astray. A failed screenshot is
+// only logged: it must not fail the build.
+func (st *State) bootScreen(ctx context.Context, n int) {
+	if !st.Opts.BootScreens || st.Opts.LogDir == "" || st.QMP == nil {
+		return
+	}
+	png := filepath.Join(st.Opts.LogDir, fmt.Sprintf("boot-step-%02d.png", n))
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := qemu.Screendump(sctx, st.QMP, png); err != nil {
+		st.Opts.Log.Warn("boot step screenshot", "step", n, "err", err)
+		return
+	}
+	st.Opts.UI.Message("screen after boot step %d: %s", n, png)
+}

@@ -180,7 +180,7 @@ func cmdBuild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			defer func() { took[i] = time.Since(t0) }()
 			results[i], artifacts[i], errs[i] = runOne(ctx, b, builder.Options{
 				Force: *force, OnError: *onError, Dir: cwd, Env: os.Environ(), Stdin: stdin,
-				Secrets: secrets, CacheDir: cacheDir,
+				Secrets: secrets, CacheDir: cacheDir, BootScreens: debug != io.Discard && debug != nil,
 			}, out, debug)
 		}()
 	}
