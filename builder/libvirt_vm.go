@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -93,16 +92,9 @@ func stepLibvirtBoot(ctx context.Context, st *State) (Undo, error) {
 		dom := st.LV.dom
 		sender := &boot.KeycodeSender{Send: dom.SendKeys, HoldTime: 10 * time.Millisecond}
 		u.Say("Typing the boot command through libvirt (send-key)")
-		start := time.Now()
-		for i, step := range steps {
-			if len(step) > 1 && step[1] != "" {
-				u.Message("boot step %d: %s", i+1, step[1])
-			}
-			if err := st.typeStep(ctx, step[0], sender); err != nil {
-				return nil, fmt.Errorf("typing boot command: %w", err)
-			}
+		if err := st.typeBootSteps(ctx, steps, sender); err != nil {
+			return nil, err
 		}
-		u.Message("boot command typed in %s", time.Since(start).Round(10*time.Millisecond))
 	}
 	return nil, st.waitFetched(ctx)
 }
@@ -159,31 +151,10 @@ func stepLibvirtSSH(ctx context.Context, st *State) (Undo, error) {
 // fail, since a disk cut off mid-write is no image.
 func stepLibvirtShutdown(ctx context.Context, st *State) (Undo, error) {
 	c, lv, u := st.Cfg, st.LV, st.Opts.UI
-	if err := st.trimGuest(ctx); err != nil { // trim.go
+	if err := st.beginShutdown(ctx, lv.dom.Shutdown); err != nil {
 		return nil, err
 	}
-	st.expectExit.Store(true)
 	timeout := c.ShutdownTimeoutDur
-	switch {
-	case c.Communicator == "none":
-		u.Say("Waiting for the guest to power off by itself (timeout %s)", timeout)
-	case c.ShutdownCommand != "":
-		u.Say("Gracefully halting the VM: %s", c.ShutdownCommand)
-		w := u.Writer()
-		_, err := st.Comm.Run(ctx, c.ShutdownCommand, nil, w, w)
-		w.Flush()
-		if err != nil && !errors.Is(err, ssh.ErrDisconnected) {
-			return nil, fmt.Errorf("running shutdown_command: %w", err)
-		}
-	default:
-		u.Say("Pressing the ACPI power button (no shutdown_command given)")
-		if err := lv.dom.Shutdown(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if st.Comm != nil {
-		st.Comm.Close()
-	}
 	start := time.Now()
 	wait := func(d time.Duration) error {
 		wctx, cancel := context.WithTimeout(ctx, d)

@@ -85,19 +85,29 @@ func stepBoot(ctx context.Context, st *State) (Undo, error) {
 		}
 		defer closeSender()
 		u.Say("Typing the boot command over %s", strings.ToUpper(c.BootCommandTransport))
-		start := time.Now()
-		for i, step := range steps {
-			if len(step) > 1 && step[1] != "" {
-				u.Message("boot step %d: %s", i+1, step[1])
-			}
-			if err := st.typeStep(ctx, step[0], sender); err != nil {
-				return nil, fmt.Errorf("typing boot command: %w", err)
-			}
-			st.bootScreen(ctx, i+1)
+		if err := st.typeBootSteps(ctx, steps, sender); err != nil {
+			return nil, err
 		}
-		u.Message("boot command typed in %s", time.Since(start).Round(10*time.Millisecond))
 	}
 	return nil, st.waitFetched(ctx)
+}
+
+// typeBootSteps types boot_steps (boot_command is one step) through sender,
+// announcing each step's description, and reports how long it took.
+func (st *State) typeBootSteps(ctx context.Context, steps [][]string, sender boot.Sender) error {
+	u := st.Opts.UI
+	start := time.Now()
+	for i, step := range steps {
+		if len(step) > 1 && step[1] != "" {
+			u.Message("boot step %d: %s", i+1, step[1])
+		}
+		if err := st.typeStep(ctx, step[0], sender); err != nil {
+			return fmt.Errorf("typing boot command: %w", err)
+		}
+		st.bootScreen(ctx, i+1)
+	}
+	u.Message("boot command typed in %s", time.Since(start).Round(10*time.Millisecond))
+	return nil
 }
 
 func (st *State) waitBootPrompt(ctx context.Context) error {

@@ -304,31 +304,10 @@ func provisionerLabel(typ, name string) string {
 // the guest had not synced; kiln presses the power button instead.
 func stepShutdown(ctx context.Context, st *State) (Undo, error) {
 	c, u := st.Cfg, st.Opts.UI
-	if err := st.trimGuest(ctx); err != nil {
-		return nil, fmt.Errorf("trimming the guest's free space: %w", err)
+	if err := st.beginShutdown(ctx, st.powerdown); err != nil {
+		return nil, err
 	}
-	st.expectExit.Store(true)
 	timeout := c.ShutdownTimeoutDur
-	switch {
-	case c.Communicator == "none":
-		u.Say("Waiting for the guest to power off by itself (timeout %s)", timeout)
-	case c.ShutdownCommand != "":
-		u.Say("Gracefully halting the VM: %s", c.ShutdownCommand)
-		w := u.Writer()
-		_, err := st.Comm.Run(ctx, c.ShutdownCommand, nil, w, w)
-		w.Flush()
-		if err != nil && !errors.Is(err, ssh.ErrDisconnected) {
-			return nil, fmt.Errorf("running shutdown_command: %w", err)
-		}
-	default:
-		u.Say("Pressing the ACPI power button (no shutdown_command given)")
-		if err := st.powerdown(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if st.Comm != nil {
-		st.Comm.Close()
-	}
 	start := time.Now()
 	if err := st.waitExit(ctx, timeout); err == nil {
 		u.Message("VM stopped after %s", time.Since(start).Round(100*time.Millisecond))
@@ -372,4 +351,38 @@ func randomPassword() string {
 		b[i] = chars[int(b[i])%len(chars)]
 	}
 	return string(b)
+}
+
+// beginShutdown is the first rung of the shutdown ladder, the same on
+// every hypervisor: trim if asked, then shutdown_command over SSH, or the
+// ACPI power button (powerdown) when there is none, or nothing when the
+// guest powers off by itself (communicator "none"). The SSH connection is
+// closed afterwards; the caller waits for the VM to stop.
+func (st *State) beginShutdown(ctx context.Context, powerdown func(context.Context) error) error {
+	c, u := st.Cfg, st.Opts.UI
+	if err := st.trimGuest(ctx); err != nil {
+		return fmt.Errorf("trimming the guest's free space: %w", err)
+	}
+	st.expectExit.Store(true)
+	switch {
+	case c.Communicator == "none":
+		u.Say("Waiting for the guest to power off by itself (timeout %s)", c.ShutdownTimeoutDur)
+	case c.ShutdownCommand != "":
+		u.Say("Gracefully halting the VM: %s", c.ShutdownCommand)
+		w := u.Writer()
+		_, err := st.Comm.Run(ctx, c.ShutdownCommand, nil, w, w)
+		w.Flush()
+		if err != nil && !errors.Is(err, ssh.ErrDisconnected) {
+			return fmt.Errorf("running shutdown_command: %w", err)
+		}
+	default:
+		u.Say("Pressing the ACPI power button (no shutdown_command given)")
+		if err := powerdown(ctx); err != nil {
+			return err
+		}
+	}
+	if st.Comm != nil {
+		st.Comm.Close()
+	}
+	return nil
 }
