@@ -422,6 +422,30 @@ func (st *State) openLibvirtConsole(ctx context.Context) error {
 			}
 		}
 	}()
+	// The console stream does not always end when the domain is destroyed
+	// (seen in e2e: the build only noticed at the SSH keepalive, 18 s
+	// later), so also ask libvirt once a second.
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if st.expectExit.Load() {
+				return
+			}
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			running, err := dom.Running(qctx)
+			cancel()
+			if err == nil && !running && !st.expectExit.Load() {
+				st.cancel(fmt.Errorf("%w: libvirt domain %s stopped", ErrQEMUExited, lv.name))
+				return
+			}
+		}
+	}()
 	return nil
 }
 
