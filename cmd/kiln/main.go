@@ -22,7 +22,8 @@ Available commands are:
     validate    check that a template is valid
     inspect     show the variables, sources and builds of a template
     fmt         rewrite HCL2 templates in canonical style (-check, -diff, -write, -recursive)
-    hcl2_upgrade  convert a legacy JSON template to HCL2
+    hcl2_upgrade
+                convert a legacy JSON template to HCL2
     version     print the kiln version
 
 Run "kiln <command> -h" for a command's flags.
@@ -34,8 +35,10 @@ Output for programs (anywhere on the command line):
                         schema in README.md
 
 Environment:
-    KILN_LOG=1          write a debug log (QEMU command line, every QMP
-                        exchange, SSH attempts) to stderr, or to KILN_LOG_PATH
+    KILN_LOG=1          debug mode: write a debug log (QEMU command line,
+                        every QMP exchange, SSH attempts) to stderr, or to
+                        KILN_LOG_PATH, and save a screenshot after each boot
+                        step in the build's log directory
     KILN_LOG_PATH       file for the debug log (implies KILN_LOG=1)
     KILN_LOG_DIR        where per-build logs go (serial console, debug log,
                         failure screenshot); default $XDG_STATE_HOME/kiln/logs
