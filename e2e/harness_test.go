@@ -288,3 +288,8 @@ func readGuestFile(t *testing.T, image, name string) string {
 	}
 	return string(out)
 }
+
+// typingText is 300 characters with every shifted character of a US
+// keyboard and the ones a boot prompt treats specially (bench/typing.go
+// types the same text).
+var typingText = strings.Repeat(`Kiln_Types:Fast! "Shifted" ~Keys~ (a|b) <1> [x] {y} @home #2 $3 %4 ^5 &6 *7 +8 =9 -0 ;'/.,?\`+"` ", 10)[:300]

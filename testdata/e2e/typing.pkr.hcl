@@ -1,7 +1,7 @@
 # Typing target: the installer ISO's kernel booted directly with
 # "kiln.keys", so its init echoes every line typed on the keyboard to the
 # serial console ("kiln-installer: typed: <line>"). The boot command types
-# var.text and then "poweroff". Used by the typing e2e test and the typing
+# var.text and then "poweroff". Used by the typing
 # benchmark (make bench).
 variable "installer_dir" {
   type = string
