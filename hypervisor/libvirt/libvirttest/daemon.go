@@ -1,11 +1,14 @@
 // Package libvirttest gives tests a running system libvirtd. It installs
 // nothing (make setup installs libvirt-daemon-system and libvirt-clients);
-// it starts virtlogd and libvirtd by hand when their socket is missing,
-// because CI containers have no systemd. In CI (CI=true) a missing daemon
+// it starts virtlogd and libvirtd by hand when nothing answers on their
+// socket, because CI containers have no systemd. A socket file alone proves
+// nothing: a daemon that died (or a machine image taken while one ran)
+// leaves it behind, and connecting to it is refused. In CI (CI=true) a missing daemon
 // fails the test; elsewhere it skips.
 package libvirttest
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -15,6 +18,9 @@ import (
 
 // SystemSocket is where libvirtd listens for qemu:///system.
 const SystemSocket = "/var/run/libvirt/libvirt-sock"
+
+// virtlogdSocket is where virtlogd listens; libvirtd needs it to start QEMU.
+const virtlogdSocket = "/var/run/libvirt/virtlogd-sock"
 
 var (
 	once     sync.Once
@@ -34,8 +40,18 @@ func RequireSystem(t testing.TB) {
 	t.Skip(startErr)
 }
 
+// answers reports whether a daemon accepts connections on the socket.
+func answers(socket string) bool {
+	c, err := net.DialTimeout("unix", socket, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
 func start() string {
-	if _, err := os.Stat(SystemSocket); err == nil {
+	if answers(SystemSocket) {
 		return ""
 	}
 	if os.Geteuid() != 0 {
@@ -48,18 +64,22 @@ func start() string {
 	}
 	// Both daemonize themselves (-d); they outlive the test run on
 	// purpose, like a system service would.
-	if out, err := exec.Command("virtlogd", "-d").CombinedOutput(); err != nil {
-		return "starting virtlogd: " + err.Error() + ": " + string(out)
+	// Both unlink a stale socket before binding, and their pid files are
+	// lock-based, so a dead daemon's leftovers do not stop a new one.
+	if !answers(virtlogdSocket) {
+		if out, err := exec.Command("virtlogd", "-d").CombinedOutput(); err != nil {
+			return "starting virtlogd: " + err.Error() + ": " + string(out)
+		}
 	}
 	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
 		return "starting libvirtd: " + err.Error() + ": " + string(out)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(SystemSocket); err == nil {
+		if answers(SystemSocket) {
 			return ""
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "libvirtd started but " + SystemSocket + " did not appear within 20s"
+	return "libvirtd started but " + SystemSocket + " did not answer within 20s"
 }
