@@ -232,3 +232,24 @@ func TestGuestWithSums(t *testing.T) {
 		t.Errorf("guestWithSums = %s, %v; want %s", dir, err, copyDir)
 	}
 }
+
+func TestTypingErrors(t *testing.T) {
+	text := `Kiln_Types:Fast! ^5 &6`
+	sum := sha256.Sum256([]byte(text))
+	sumLine := "kiln-installer: typed-sum: 22 " + hex.EncodeToString(sum[:]) + "\r\n"
+	doubled := "kiln-installer: typed: Kiln_Types:Fast! ^55 &6\r\n"
+	for _, c := range []struct {
+		name, serial string
+		want         int
+	}{
+		// The guest holds the right line; only the echo shows the UART's doubled byte.
+		{"sum matches, echo doubled", doubled + sumLine, 0},
+		{"no sum, echo doubled", doubled, 1},
+		{"sum of another line", doubled + "kiln-installer: typed-sum: 23 00\r\n", 1},
+		{"nothing typed", "kiln-installer: keys: ready\r\n", len(text)},
+	} {
+		if got := typingErrors(c.serial, text); got != c.want {
+			t.Errorf("%s: typingErrors = %d, want %d", c.name, got, c.want)
+		}
+	}
+}

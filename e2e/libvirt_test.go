@@ -376,9 +376,5 @@ func TestLibvirtTyping(t *testing.T) {
 	}
 	e.assertClean(t)
 	assertNoLibvirtLeftovers(t)
-	serial := serialLog(t, e)
-	want := "kiln-installer: typed: " + typingText + "\r\n"
-	if !strings.Contains(strings.ReplaceAll(serial, "\r\r\n", "\r\n"), want) {
-		t.Errorf("the typed line did not arrive exactly:\nwant %q\nserial log:\n%s", want, serial)
-	}
+	assertTyped(t, serialLog(t, e), typingText)
 }
