@@ -10,27 +10,41 @@ import (
 	"github.com/kilnbuild/kiln/ui"
 )
 
-func cmdValidate(args []string, stdout, stderr io.Writer) (err error) {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+// templateCommand parses the flags of a command that reads a template
+// (validate, inspect): the template flags, the output flags and extra ones.
+// It returns the parsed flags and the command's Output.
+func templateCommand(name, usage string, withJSON bool, extra func(*flag.FlagSet), args []string, stdout, stderr io.Writer) (*templateFlags, *flag.FlagSet, *ui.Output, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var tf templateFlags
+	tf := &templateFlags{}
 	tf.register(fs)
 	var of outputFlags
-	of.register(fs, true)
-	fs.Bool("syntax-only", false, "accepted for Packer compatibility; kiln always checks everything (it is fast)")
+	of.register(fs, withJSON)
+	if extra != nil {
+		extra(fs)
+	}
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: kiln validate [options] TEMPLATE\n\n  Check that TEMPLATE parses, its variables resolve and its qemu sources are valid.\n\nOptions:\n")
+		fmt.Fprintf(stderr, "Usage: kiln %s [options] TEMPLATE\n\n  %s\n\nOptions:\n", name, usage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return errReported
+		return nil, nil, nil, errReported
 	}
 	out, err := of.output(stdout, nil)
+	tf.out = out
+	return tf, fs, out, err
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) (err error) {
+	syntaxOnly := func(fs *flag.FlagSet) {
+		fs.Bool("syntax-only", false, "accepted for Packer compatibility; kiln always checks everything (it is fast)")
+	}
+	tf, fs, out, err := templateCommand("validate", "Check that TEMPLATE parses, its variables resolve and its qemu sources are valid.",
+		true, syntaxOnly, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { reportErr(out, err) }()
-	tf.out = out
 	if _, _, err := tf.load(fs, stderr); err != nil {
 		return err
 	}
@@ -39,25 +53,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) (err error) {
 }
 
 func cmdInspect(args []string, stdout, stderr io.Writer) (err error) {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var tf templateFlags
-	tf.register(fs)
-	var of outputFlags
-	of.register(fs, false)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: kiln inspect [options] TEMPLATE\n\n  Show the variables, sources and builds of TEMPLATE.\n\nOptions:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errReported
-	}
-	out, err := of.output(stdout, nil)
+	tf, fs, out, err := templateCommand("inspect", "Show the variables, sources and builds of TEMPLATE.",
+		false, nil, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { reportErr(out, err) }()
-	tf.out = out
 	tpl, builds, err := tf.load(fs, stderr)
 	if err != nil {
 		return err
