@@ -306,7 +306,7 @@ func verifyFile(ctx context.Context, p string, want sum, progress func(done, tot
 	}
 	h := newHash(want.algo)
 	prog := newProgress(progress, st.Size())
-	n, err := copyProgress(h, ctxReader{ctx, f}, 0, prog)
+	n, err := fsx.CopyContext(ctx, h, f, prog.update)
 	if err != nil {
 		return fmt.Errorf("hashing %s: %w", p, err)
 	}
@@ -315,19 +315,6 @@ func verifyFile(ctx context.Context, p string, want sum, progress func(done, tot
 		return &ChecksumError{Source: p, Expected: want.String(), Actual: want.algo + ":" + got}
 	}
 	return nil
-}
-
-// ctxReader stops a long local read when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // copyProgress copies src to dst, reporting base+copied to prog.

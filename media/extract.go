@@ -3,7 +3,6 @@ package media
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"sort"
@@ -134,7 +133,8 @@ func extractOne(ctx context.Context, fsys *iso9660.FileSystem, isoPath, dst stri
 			out.Abort()
 		}
 	}()
-	n, err := io.CopyBuffer(out, ctxReader{ctx, in}, make([]byte, 1<<20))
+	// An initrd is tens of megabytes: stop at once when the build is cancelled.
+	n, err := fsx.CopyContext(ctx, out, in, nil)
 	if err != nil {
 		return fmt.Errorf("copying to %s: %w", dst, err)
 	}
@@ -174,18 +174,4 @@ func dirListing(fsys *iso9660.FileSystem, dir string) string {
 		return fmt.Sprintf("(unreadable: %v)", err)
 	}
 	return listing(entries)
-}
-
-// ctxReader stops a long copy (an initrd is tens of megabytes) when the
-// build is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
