@@ -112,9 +112,9 @@ func (b *bench) typing(ctx context.Context, i int, installer string, c typingCas
 
 // typingErrors counts the characters that arrived wrong. The guest reports
 // the length and sha256 of what it received ("typed-sum"); when they match,
-// nothing arrived wrong, even if the echoed line shows a byte doubled by
-// QEMU's emulated UART on its way out under host load. Otherwise the edit
-// distance between the echo and the text estimates the damage.
+// nothing arrived wrong, whatever happened to the echo on its way out.
+// Otherwise the edit distance between the echo and the text estimates the
+// damage.
 func typingErrors(serial, text string) int {
 	sum := sha256.Sum256([]byte(text))
 	want := fmt.Sprintf("kiln-installer: typed-sum: %d %x", len(text), sum)

@@ -388,7 +388,7 @@ func (st *State) openLibvirtConsole(ctx context.Context) error {
 	}()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if st.Console, err = qemu.DialSerial(dctx, sock); err != nil {
+	if st.Console, err = qemu.DialSerial(dctx, sock, ""); err != nil {
 		return err
 	}
 	peer, ok := <-accepted

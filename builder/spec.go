@@ -9,15 +9,14 @@ import (
 
 // Paths are the runtime locations a QEMU command line refers to.
 type Paths struct {
-	Disks     []string
-	Source    string // ISO (or disk image) path
-	RunDir    string // sockets
-	SerialLog string
-	CDs       []string // extra CD images (cd_files / cd_content)
-	Kernel    string   // boot_kernel extracted from the ISO
-	Initrd    string
-	Append    string // rendered boot_kernel_args
-	VNC       string // -vnc value when keys are typed over VNC
+	Disks  []string
+	Source string   // ISO (or disk image) path
+	RunDir string   // sockets
+	CDs    []string // extra CD images (cd_files / cd_content)
+	Kernel string   // boot_kernel extracted from the ISO
+	Initrd string
+	Append string // rendered boot_kernel_args
+	VNC    string // -vnc value when keys are typed over VNC
 }
 
 // QEMUSpec maps a template's qemu source to the QEMU command line inputs.
@@ -35,7 +34,6 @@ func QEMUSpec(c *config.QEMU, accel string, p Paths) qemu.Spec {
 		Firmware:       c.Firmware,
 		QMPSocket:      filepath.Join(p.RunDir, "qmp.sock"),
 		SerialSocket:   filepath.Join(p.RunDir, "serial.sock"),
-		SerialLog:      p.SerialLog,
 		NetDevice:      c.NetDevice,
 		Display:        c.Display,
 		VGA:            c.VGA,

@@ -19,14 +19,14 @@ func baseConfig() *config.QEMU {
 func TestSpecDiskImageBootsFromDiskWithCPUMaxUnderTCG(t *testing.T) {
 	c := baseConfig()
 	c.DiskImage = true
-	s := QEMUSpec(c, "tcg", Paths{Disks: []string{"/w/vm", "/w/vm-1"}, Source: "/cache/src.qcow2", RunDir: "/run/k", SerialLog: "/logs/serial.log"})
+	s := QEMUSpec(c, "tcg", Paths{Disks: []string{"/w/vm", "/w/vm-1"}, Source: "/cache/src.qcow2", RunDir: "/run/k"})
 	if s.Boot != "c" || s.CPUModel != "max" || !s.Paused {
 		t.Fatalf("boot=%q cpu=%q paused=%v", s.Boot, s.CPUModel, s.Paused)
 	}
 	if len(s.Drives) != 2 || s.Drives[1].Path != "/w/vm-1" || s.Drives[0].Media != "disk" {
 		t.Fatalf("drives = %+v (the source image must not be attached: it was copied)", s.Drives)
 	}
-	if s.QMPSocket != "/run/k/qmp.sock" || s.SerialLog != "/logs/serial.log" {
+	if s.QMPSocket != "/run/k/qmp.sock" {
 		t.Fatalf("paths: %+v", s)
 	}
 	argv, err := qemu.Args(s)

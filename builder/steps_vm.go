@@ -1,8 +1,10 @@
 package builder
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -87,7 +89,7 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 			return nil, err
 		}
 	}
-	paths := Paths{Disks: st.Disks, Source: st.Source, RunDir: st.RunDir, SerialLog: st.serialLog(),
+	paths := Paths{Disks: st.Disks, Source: st.Source, RunDir: st.RunDir,
 		CDs: st.CDs, Kernel: st.Kernel, Initrd: st.Initrd}
 	if st.Kernel != "" && c.BootKernelArgs != "" {
 		if paths.Append, err = boot.Render(c.BootKernelArgs, st.templateData()); err != nil {
@@ -132,16 +134,26 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 		if st.QMP != nil {
 			st.QMP.Close()
 		}
-		if st.Console != nil {
-			st.Console.Close()
-		}
-		if err := proc.Kill(); err != nil {
-			return err
-		}
 		// How QEMU exited was reported already (or is the killing we just
 		// did); the undo fails only if QEMU is still there.
-		<-proc.Done()
-		return nil
+		err := proc.Kill()
+		if err == nil {
+			<-proc.Done()
+		}
+		if st.Console != nil {
+			// The guest's last words (its poweroff messages) may still be
+			// in the socket: read them into the log before closing.
+			if err == nil {
+				t := time.NewTimer(2 * time.Second)
+				select {
+				case <-st.Console.Done():
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			st.Console.Close()
+		}
+		return err
 	}
 	// A QEMU that dies fails the build at once, whatever step is waiting.
 	go func() {
@@ -159,7 +171,10 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 	if err != nil {
 		return undo, st.qemuFailed("connecting to QMP", err)
 	}
-	st.Console, err = qemu.DialSerial(dctx, spec.SerialSocket)
+	// Subscribed before the VM runs (it starts paused), so no error is missed.
+	diskEvents, _ := st.QMP.Subscribe(16)
+	go st.watchDiskErrors(diskEvents)
+	st.Console, err = qemu.DialSerial(dctx, spec.SerialSocket, st.serialLog())
 	if err != nil {
 		return undo, st.qemuFailed("connecting to the serial console", err)
 	}
@@ -180,8 +195,38 @@ func stepQEMU(ctx context.Context, st *State) (Undo, error) {
 	if err := st.QMP.Execute(dctx, "cont", nil, nil); err != nil {
 		return undo, st.qemuFailed("resuming the VM", err)
 	}
-	u.Message("serial console log: %s", spec.SerialLog)
+	u.Message("serial console log: %s", st.serialLog())
 	return undo, nil
+}
+
+// watchDiskErrors fails the build when QEMU pauses the VM on a disk I/O
+// error (its default werror=enospc: a working disk that cannot grow because
+// the host file system is full). The guest then just goes silent, and
+// without this the build would fail later with a misleading SSH or
+// shutdown timeout. It ends when the QMP connection does (events closes).
+func (st *State) watchDiskErrors(events <-chan qmp.Event) {
+	for ev := range events {
+		if ev.Name != "BLOCK_IO_ERROR" {
+			continue
+		}
+		var d struct {
+			Device    string `json:"device"`
+			NodeName  string `json:"node-name"`
+			Operation string `json:"operation"`
+			Action    string `json:"action"`
+			NoSpace   bool   `json:"nospace"`
+			Reason    string `json:"reason"`
+		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil || d.Action != "stop" {
+			continue
+		}
+		reason := cmp.Or(d.Reason, "I/O error")
+		if d.NoSpace {
+			reason = fmt.Sprintf("%s (the host file system holding the work directory %s is full)", cmp.Or(d.Reason, "no space left on device"), st.WorkDir)
+		}
+		st.cancel(fmt.Errorf("%w: %s error on %s: %s", ErrVMDiskError, d.Operation, cmp.Or(d.Device, d.NodeName), reason))
+		return
+	}
 }
 
 // qemuFailed prefers QEMU's own exit message to the symptom seen over QMP.

@@ -60,9 +60,10 @@ type Spec struct {
 	Initrd string
 	Append string
 
-	QMPSocket    string // -qmp unix:PATH,server=on,wait=off
-	SerialSocket string // -chardev socket,id=serial0,... -serial chardev:serial0
-	SerialLog    string // logfile= of that chardev: QEMU itself records all guest output
+	QMPSocket string // -qmp unix:PATH,server=on,wait=off
+	// -chardev socket,id=serial0,... -serial chardev:serial0. No logfile=:
+	// kiln's Console writes the transcript (see Console for why).
+	SerialSocket string
 
 	NetDevice string // NIC model for -device MODEL,netdev=user.0; "" = no network
 	VNC       string // -vnc, e.g. "127.0.0.1:5,to=100"; "" = no VNC at all
@@ -221,11 +222,7 @@ func defaultArgs(s Spec) ([]arg, error) {
 		add("-qmp", "unix:"+esc(s.QMPSocket)+",server=on,wait=off")
 	}
 	if s.SerialSocket != "" {
-		cd := "socket,id=" + SerialChardev + ",path=" + esc(s.SerialSocket) + ",server=on,wait=off"
-		if s.SerialLog != "" {
-			cd += ",logfile=" + esc(s.SerialLog)
-		}
-		add("-chardev", cd)
+		add("-chardev", "socket,id="+SerialChardev+",path="+esc(s.SerialSocket)+",server=on,wait=off")
 		add("-serial", "chardev:"+SerialChardev)
 	}
 	if s.VNC != "" {
@@ -297,8 +294,8 @@ func checkReserved(s Spec, i int, sw, val string) error {
 		why = "kiln controls QEMU through its own QMP socket " + s.QMPSocket +
 			" and replacing -qmp would remove it; for a second monitor use -chardev and -mon"
 	case sw == "-serial" && s.SerialSocket != "":
-		why = "kiln reads the first serial port through chardev " + SerialChardev +
-			" (logged to " + s.SerialLog + ") and replacing -serial would remove it"
+		why = "kiln reads (and logs) the first serial port through chardev " + SerialChardev +
+			" and replacing -serial would remove it"
 	case sw == "-chardev" && s.SerialSocket != "" && hasOpt(val, "id", SerialChardev):
 		why = "chardev id " + SerialChardev + " is kiln's serial console; choose another id"
 	default:

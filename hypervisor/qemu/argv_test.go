@@ -38,7 +38,6 @@ func base(dir string) Spec {
 		MemoryMB:     512,
 		QMPSocket:    dir + "/qmp.sock",
 		SerialSocket: dir + "/serial.sock",
-		SerialLog:    dir + "/serial.log",
 		NetDevice:    "virtio-net",
 		Paused:       true,
 	}

@@ -99,7 +99,8 @@ func TestIntegrationBuildVM(t *testing.T) {
 	}
 	defer c.Close()
 	t.Logf("QEMU start to QMP connected: %v", time.Since(start))
-	con, err := DialSerial(ctx, s.SerialSocket)
+	serialLog := filepath.Join(t.TempDir(), "serial.log")
+	con, err := DialSerial(ctx, s.SerialSocket, serialLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +200,9 @@ func TestIntegrationBuildVM(t *testing.T) {
 		t.Errorf("Lines saw %q", lines)
 	}
 	mu.Unlock()
-	log, err := os.ReadFile(s.SerialLog)
+	log, err := os.ReadFile(serialLog)
 	if err != nil || !strings.Contains(string(log), "kiln serial hello") {
-		t.Errorf("QEMU's serial logfile: %q, %v", log, err)
+		t.Errorf("the console's log: %q, %v", log, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,10 +19,18 @@ const serialHistory = 64 << 10
 
 // Console reads the guest's serial console from QEMU's chardev socket
 // (Spec.SerialSocket). It keeps reading in a goroutine for as long as the
-// socket is open, so the guest never stalls on a full socket buffer; the
-// complete transcript is QEMU's own logfile (Spec.SerialLog), not this.
+// socket is open, so the guest never stalls on a full socket buffer, and
+// it writes the complete transcript to its log file.
+//
+// kiln writes that log itself instead of using the chardev's logfile=
+// option: QEMU (7.2, char.c) logs a byte even when sending it to the socket
+// failed with EAGAIN, and its 16550 emulation then sends and logs the same
+// byte again, so logfile= doubles a byte whenever the reader falls ~278
+// one-byte messages behind (an AF_UNIX socket counts messages, not bytes),
+// which happens under host load. What arrives on the socket is exact.
 type Console struct {
 	conn net.Conn
+	log  *os.File // the transcript; nil: not logging (or a write failed)
 
 	mu      sync.Mutex
 	hist    []byte // the last serialHistory bytes read
@@ -36,15 +45,28 @@ type Console struct {
 }
 
 // DialSerial connects to the serial chardev socket at sockPath, retrying
-// while QEMU has not created it yet, until ctx is done. ctx does not limit
-// the life of the Console.
-func DialSerial(ctx context.Context, sockPath string) (*Console, error) {
+// while QEMU has not created it yet, until ctx is done, and writes all it
+// reads to logPath (created or truncated; "" for no log). ctx does not
+// limit the life of the Console. QEMU drops console output while no client
+// is connected, so connect before the guest runs (QEMU started with -S).
+func DialSerial(ctx context.Context, sockPath, logPath string) (_ *Console, err error) {
+	var log *os.File
+	if logPath != "" {
+		if log, err = os.Create(logPath); err != nil {
+			return nil, fmt.Errorf("creating the serial console log: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				log.Close()
+			}
+		}()
+	}
 	var d net.Dialer
 	wait := 5 * time.Millisecond
 	for {
 		conn, err := d.DialContext(ctx, "unix", sockPath)
 		if err == nil {
-			c := &Console{conn: conn, changed: make(chan struct{}), done: make(chan struct{})}
+			c := &Console{conn: conn, log: log, changed: make(chan struct{}), done: make(chan struct{})}
 			go c.read()
 			return c, nil
 		}
@@ -67,9 +89,13 @@ func (c *Console) read() {
 	for {
 		n, err := c.conn.Read(buf)
 		if n > 0 {
+			c.writeLog(buf[:n])
 			c.append(buf[:n])
 		}
 		if err != nil {
+			if c.log != nil {
+				c.log.Close()
+			}
 			if errors.Is(err, io.EOF) {
 				err = errors.New("serial console closed by QEMU")
 			} else {
@@ -86,6 +112,18 @@ func (c *Console) read() {
 			c.mu.Unlock()
 			return
 		}
+	}
+}
+
+// writeLog appends p to the transcript. A failed write (a full disk) ends
+// logging but not reading: the guest must not stall on its console.
+func (c *Console) writeLog(p []byte) {
+	if c.log == nil {
+		return
+	}
+	if _, err := c.log.Write(p); err != nil {
+		c.log.Close()
+		c.log = nil
 	}
 }
 
@@ -199,7 +237,8 @@ func (c *Console) Write(p []byte) (int, error) { return c.conn.Write(p) }
 func (c *Console) Done() <-chan struct{} { return c.done }
 
 // Close disconnects and waits for the reader and the Lines goroutine to
-// finish. QEMU keeps running and keeps logging to its logfile.
+// finish, which closes the log. QEMU keeps running; its further console
+// output is lost, so close only once the guest is gone.
 func (c *Console) Close() error {
 	c.conn.Close()
 	<-c.done

@@ -3,7 +3,9 @@ package qemu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,12 @@ import (
 // fakeSerial is QEMU's side of the serial chardev socket; the test writes
 // to the returned connection as the guest would.
 func fakeSerial(t *testing.T) (*Console, net.Conn) {
+	t.Helper()
+	return fakeSerialLog(t, "")
+}
+
+// fakeSerialLog is fakeSerial with the console's transcript in logPath.
+func fakeSerialLog(t *testing.T, logPath string) (*Console, net.Conn) {
 	t.Helper()
 	path := filepath.Join(shortTempDir(t), "serial.sock")
 	ln, err := net.Listen("unix", path)
@@ -30,7 +38,7 @@ func fakeSerial(t *testing.T) (*Console, net.Conn) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	con, err := DialSerial(ctx, path)
+	con, err := DialSerial(ctx, path, logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,4 +128,40 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestConsoleLogIsExact: the transcript holds every byte the guest sent,
+// once and in order, also when the guest writes one byte at a time (as
+// QEMU's 16550 does) faster than the reader keeps up.
+func TestConsoleLogIsExact(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "serial.log")
+	con, guest := fakeSerialLog(t, logPath)
+	var want strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&want, "line %04d: %s\r\n", i, strings.Repeat("ab", i%40))
+	}
+	for _, b := range []byte(want.String()) {
+		if _, err := guest.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guest.Close()
+	<-con.Done()
+	con.Close()
+	got, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() {
+		t.Fatalf("the log has %d bytes, want %d (first difference at %d)", len(got), want.Len(), firstDiff(string(got), want.String()))
+	}
+}
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -67,9 +67,9 @@
 # prints "kiln-installer: keys: ready", then echoes each line typed on the keyboard
 # (tty1) to the serial port as "kiln-installer: typed: <line>", followed by
 # "kiln-installer: typed-sum: <characters> <sha256 of the line>"; the line "poweroff"
-# powers off (the typing benchmark and tests use this). Compare the sum, not the echo:
-# under host load QEMU's emulated UART now and then doubles a byte of a long line on
-# its way out (the guest holds the right text; the serial log shows one extra byte).
+# powers off (the typing benchmark and tests use this). The sum is what the guest
+# received, whatever happens to the echo on its way out (QEMU's chardev logfile= can
+# double a byte of a long line under host load; kiln no longer uses it).
 # It loads the drivers (virtio pci/blk/net/scsi, IDE CD-ROM via ata_piix + sr_mod,
 # iso9660, vfat), mounts the CD read-only at /cdrom (the first iso9660 holding
 # /install/guest.info, looked for during 5 s; the cloud kernel has NO AHCI driver, so
@@ -305,7 +305,7 @@ done </etc/modules.order
 # kiln.keys: a typing target instead of an installer. Every line typed on
 # the keyboard (tty1) is echoed to the serial console with its length and
 # sha256, so a test can compare what arrived with what was typed (the sum is
-# what the guest holds; the echo may show a doubled byte, see the header);
+# what the guest holds, see the header);
 # "poweroff" powers off.
 case " $(cat /proc/cmdline) " in
 *" kiln.keys "*)
