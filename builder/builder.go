@@ -124,6 +124,10 @@ type State struct {
 // ErrQEMUExited is the cause of a build cancelled because QEMU died.
 var ErrQEMUExited = errors.New("QEMU exited unexpectedly")
 
+// ErrVMDiskError is the cause of a build cancelled because QEMU paused the
+// VM on a disk I/O error, typically a full host file system.
+var ErrVMDiskError = errors.New("QEMU stopped the VM on a disk error")
+
 // Run runs the build. On failure the undo stack is unwound (or, with
 // -on-error=abort, after the user had a look) before Run returns.
 func Run(parent context.Context, b *config.Build, opts Options) (*Result, error) {
@@ -252,6 +256,14 @@ func (st *State) result() (*Result, error) {
 // connection dropped), a moment before the process is reaped.
 func (st *State) qemuCause(ctx context.Context, err error) error {
 	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrQEMUExited) {
+		return cause
+	}
+	// The step that noticed (e.g. provisioning over SSH) is kept: it says
+	// what the build was doing when the disk filled up.
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrVMDiskError) {
+		if se, ok := errors.AsType[*pipeline.StepError](err); ok {
+			return &pipeline.StepError{Step: se.Step, Err: fmt.Errorf("%w (the step saw: %v)", cause, se.Err)}
+		}
 		return cause
 	}
 	if st.Proc == nil || st.expectExit.Load() {
