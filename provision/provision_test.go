@@ -231,6 +231,10 @@ func TestShellExpectDisconnect(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "set expect_disconnect = true if that is expected") {
 		t.Fatalf("expect_disconnect = false: err = %v", err)
 	}
+	// The error says it was the connection, and callers can tell.
+	if !errors.Is(err, ssh.ErrDisconnected) || !strings.Contains(err.Error(), "connection to the guest lost") {
+		t.Errorf("expect_disconnect = false: err = %v, want it to wrap ssh.ErrDisconnected", err)
+	}
 }
 
 func TestMaxRetries(t *testing.T) {

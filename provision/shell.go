@@ -91,7 +91,7 @@ func runShell(ctx context.Context, s *config.Shell, env Env) error {
 		switch {
 		case errors.Is(err, ssh.ErrDisconnected):
 			if !s.ExpectDisconnect {
-				return fmt.Errorf("script %s: the guest disconnected (rebooted?) during the script; set expect_disconnect = true if that is expected", sc.name)
+				return fmt.Errorf("script %s: %w (did the guest reboot, stop sshd or lose its network?); set expect_disconnect = true if that is expected", sc.name, err)
 			}
 			env.Say("Script %s disconnected, as expected", sc.name)
 		case err != nil:

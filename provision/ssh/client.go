@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -39,6 +40,9 @@ type conn struct {
 	ssh  *ssh.Client
 	done chan struct{} // closed once the connection is gone
 	once sync.Once
+	// why is set when kiln itself gave up on the connection (keepalive),
+	// so the error can say so rather than blame the guest's sshd.
+	why atomic.Pointer[string]
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
@@ -126,6 +130,21 @@ func (cn *conn) close() {
 	})
 }
 
+// giveUp closes the connection, recording why for lost.
+func (cn *conn) giveUp(why string) {
+	cn.why.Store(&why)
+	cn.close()
+}
+
+// lost describes how the connection was lost: the keepalive's verdict if
+// it closed it, else what the caller saw.
+func (cn *conn) lost(saw string) string {
+	if why := cn.why.Load(); why != nil {
+		return *why
+	}
+	return saw
+}
+
 func (cn *conn) dead() bool {
 	select {
 	case <-cn.done:
@@ -178,12 +197,12 @@ func (cn *conn) keepalive(interval time.Duration, logf func(string, ...any)) {
 			wait.Stop()
 			if err != nil {
 				logf("ssh: keepalive failed: %v", err)
-				cn.close()
+				cn.giveUp(fmt.Sprintf("keepalive failed: %v", err))
 				return
 			}
 		case <-wait.C:
 			logf("ssh: no keepalive reply for %s; closing the connection", 3*interval)
-			cn.close()
+			cn.giveUp(fmt.Sprintf("the guest stopped answering (no keepalive reply for %s)", 3*interval))
 			return
 		}
 		t.Reset(interval)
@@ -261,10 +280,10 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		// The channel closed without an exit status: sshd went away
 		// mid-command, which is what a reboot looks like.
 		c.drop(cn)
-		return -1, fmt.Errorf("%w: command ended without an exit status", ErrDisconnected)
+		return -1, fmt.Errorf("%w: %s", ErrDisconnected, cn.lost("command ended without an exit status"))
 	case cn.deadWithin(500 * time.Millisecond):
 		c.drop(cn)
-		return -1, fmt.Errorf("%w: %v", ErrDisconnected, err)
+		return -1, fmt.Errorf("%w: %s", ErrDisconnected, cn.lost(err.Error()))
 	default:
 		return -1, fmt.Errorf("ssh: waiting for command: %w", err)
 	}

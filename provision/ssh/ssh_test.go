@@ -287,6 +287,10 @@ func TestKeepAliveDetectsHungGuest(t *testing.T) {
 	if !errors.Is(err, ssh.ErrDisconnected) {
 		t.Fatalf("err = %v, want ErrDisconnected", err)
 	}
+	// It says kiln gave up on a silent guest, not that sshd went away.
+	if !strings.Contains(err.Error(), "no keepalive reply for 300ms") {
+		t.Errorf("err = %v, want it to name the missing keepalive replies", err)
+	}
 	if d := time.Since(begin); d > 2*time.Second {
 		t.Errorf("noticing the hang took %s, want about 3 keepalive intervals", d)
 	}
