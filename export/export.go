@@ -79,7 +79,7 @@ func convertVerified(ctx context.Context, tool disk.Tool, src, srcFormat, dst st
 		Progress:  progress,
 	})
 	if err != nil {
-		return fmt.Errorf("exporting %s as %s: %w", src, f.Name, err)
+		return fmt.Errorf("exporting as %s: %w", f.Name, err) // err names src and dst
 	}
 	if err := tool.CompareFormats(ctx, src, srcFormat, tmp, dstFormat); err != nil {
 		return fmt.Errorf("verifying the %s export of %s: %w", f.Name, src, err)

@@ -1,8 +1,6 @@
 package qemu
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -126,21 +124,5 @@ func TestScreendumpFailureKeepsOldFile(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".screendump-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
-	}
-}
-
-func TestDecodePPM16Bit(t *testing.T) {
-	img, err := decodePPM(bufio.NewReader(bytes.NewReader([]byte("P6 1 1 65535\n\xff\xff\x80\x00\x00\x00"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := color.NRGBAModel.Convert(img.At(0, 0)).(color.NRGBA); c != (color.NRGBA{255, 127, 0, 255}) {
-		t.Errorf("pixel %v", c)
-	}
-	if _, err := decodePPM(bufio.NewReader(bytes.NewReader([]byte("P6 2 2 255\n\x00")))); err == nil {
-		t.Error("truncated PPM decoded")
-	}
-	if _, err := decodePPM(bufio.NewReader(bytes.NewReader([]byte("P3 1 1 255\n0 0 0")))); err == nil {
-		t.Error("ASCII PPM accepted as P6")
 	}
 }
