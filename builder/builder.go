@@ -197,15 +197,10 @@ func Steps() []pipeline.Step[State] {
 // -on-error=abort keeps the VM running until the user interrupts.
 func (st *State) onFailure(parent context.Context, err error) {
 	u := st.Opts.UI
-	if st.QMP != nil && st.Proc != nil && !exited(st.Proc) && st.Opts.LogDir != "" {
-		png := filepath.Join(st.Opts.LogDir, "failure-screen.png")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
-		if serr := qemu.Screendump(sctx, st.QMP, png); serr == nil {
-			u.Message("screenshot of the VM screen: %s", png)
-		} else {
-			st.Opts.Log.Warn("screendump failed", "err", serr)
-		}
-		cancel()
+	if png, serr := st.saveScreen(context.WithoutCancel(parent), "failure-screen.png"); serr != nil {
+		st.Opts.Log.Warn("screenshot failed", "err", serr)
+	} else if png != "" {
+		u.Message("screenshot of the VM screen: %s", png)
 	}
 	if st.Opts.OnError != "abort" || parent.Err() != nil {
 		return

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/boot"
-	"github.com/kilnbuild/kiln/hypervisor/qemu"
 	"github.com/kilnbuild/kiln/media"
 )
 
@@ -208,15 +207,15 @@ var ErrNotFetched = errors.New("the guest never fetched its answer file")
 // a user can see where a boot command went astray. A failed screenshot is
 // only logged: it must not fail the build.
 func (st *State) bootScreen(ctx context.Context, n int) {
-	if !st.Opts.BootScreens || st.Opts.LogDir == "" || st.QMP == nil {
+	if !st.Opts.BootScreens {
 		return
 	}
-	png := filepath.Join(st.Opts.LogDir, fmt.Sprintf("boot-step-%02d.png", n))
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := qemu.Screendump(sctx, st.QMP, png); err != nil {
+	png, err := st.saveScreen(ctx, fmt.Sprintf("boot-step-%02d.png", n))
+	if err != nil {
 		st.Opts.Log.Warn("boot step screenshot", "step", n, "err", err)
 		return
 	}
-	st.Opts.UI.Message("screen after boot step %d: %s", n, png)
+	if png != "" {
+		st.Opts.UI.Message("screen after boot step %d: %s", n, png)
+	}
 }

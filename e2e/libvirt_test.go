@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"image/color"
+	"image/png"
 	"net"
 	"os"
 	"os/exec"
@@ -267,6 +269,7 @@ func TestLibvirtCleanup(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, "libvirt")); !os.IsNotExist(err) {
 			t.Errorf("output directory exists after an interrupted build")
 		}
+		assertFailureScreen(t, e, k.output())
 		e.assertClean(t)
 		assertNoLibvirtLeftovers(t)
 	})
@@ -331,6 +334,7 @@ func TestLibvirtCleanup(t *testing.T) {
 		if !strings.HasPrefix(domain, "kiln-lv-") || !strings.HasPrefix(volume, domain) {
 			t.Fatalf("abort output does not name the kept domain and volume (%q, %q):\n%s", domain, volume, log)
 		}
+		assertFailureScreen(t, e, log)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{})
@@ -357,6 +361,47 @@ func TestLibvirtCleanup(t *testing.T) {
 		}
 		assertNoLibvirtLeftovers(t)
 	})
+}
+
+// assertFailureScreen checks a build that failed with its domain running
+// saved the domain's screen, taken over the libvirt connection: a PNG of
+// the VGA text mode (720x400) the test guest leaves its screen in, with
+// SeaBIOS's and SYSLINUX's lines on it.
+func assertFailureScreen(t *testing.T, e *env, log string) {
+	t.Helper()
+	shots, _ := filepath.Glob(filepath.Join(e.LogDir, "*", "failure-screen.png"))
+	if len(shots) != 1 {
+		t.Errorf("want one failure-screen.png in %s, found %v", e.LogDir, shots)
+		return
+	}
+	if !strings.Contains(log, "screenshot of the VM screen: "+shots[0]) {
+		t.Errorf("the build does not say where its screenshot is:\n%s", log)
+	}
+	f, err := os.Open(shots[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("failure-screen.png: %v", err)
+	}
+	b := img.Bounds()
+	if b.Dx() != 720 || b.Dy() != 400 {
+		t.Errorf("failure-screen.png is %dx%d, want the 720x400 of VGA text mode", b.Dx(), b.Dy())
+	}
+	bg := color.RGBAModel.Convert(img.At(b.Min.X, b.Min.Y))
+	var text int
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if color.RGBAModel.Convert(img.At(x, y)) != bg {
+				text++
+			}
+		}
+	}
+	if text < 2000 {
+		t.Errorf("failure-screen.png has %d pixels off the background: no text on it", text)
+	}
 }
 
 // TestLibvirtTyping types 300 characters, shifted ones included, through
