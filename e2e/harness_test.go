@@ -311,3 +311,15 @@ func assertTyped(t *testing.T, serial, text string) {
 	}
 	t.Errorf("the guest did not receive the typed line exactly: no %q on the serial console\nwant line %q\nserial log:\n%s", want, text, serial)
 }
+
+// assertBootStepScreen checks the screenshot debug mode saves after the
+// first boot step (the harness sets KILN_LOG_PATH, which turns it on).
+func assertBootStepScreen(t *testing.T, e *env) {
+	t.Helper()
+	shots, _ := filepath.Glob(filepath.Join(e.LogDir, "*", "boot-step-01.png"))
+	if len(shots) != 1 {
+		t.Errorf("no boot-step-01.png screenshot in debug mode")
+	} else if b, _ := os.ReadFile(shots[0]); !strings.HasPrefix(string(b), "\x89PNG") {
+		t.Errorf("%s is not a PNG", shots[0])
+	}
+}

@@ -129,14 +129,7 @@ func TestInstallThenSSH(t *testing.T) {
 			if !strings.Contains(serial, "kiln-installer: finish: reboot") || !strings.Contains(after, "kiln-guest: sshd ready") {
 				t.Errorf("the installed system did not come up after the reboot; serial log:\n%s", serial)
 			}
-			// The harness sets KILN_LOG_PATH (debug mode): a screenshot
-			// after the boot step.
-			shots, _ := filepath.Glob(filepath.Join(e.LogDir, "*", "boot-step-01.png"))
-			if len(shots) != 1 {
-				t.Errorf("no boot-step-01.png screenshot in debug mode")
-			} else if b, _ := os.ReadFile(shots[0]); !strings.HasPrefix(string(b), "\x89PNG") {
-				t.Errorf("%s is not a PNG", shots[0])
-			}
+			assertBootStepScreen(t, e)
 			if !strings.Contains(log, "connected to SSH") {
 				t.Errorf("no SSH connection in the build output:\n%s", log)
 			}

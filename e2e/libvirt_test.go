@@ -422,4 +422,5 @@ func TestLibvirtTyping(t *testing.T) {
 	e.assertClean(t)
 	assertNoLibvirtLeftovers(t)
 	assertTyped(t, serialLog(t, e), typingText)
+	assertBootStepScreen(t, e) // taken over the libvirt connection
 }
