@@ -5,12 +5,14 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // A fixed VHD cannot be probed (its header is a footer): only with
 // explicit formats does it compare equal to its source.
 func TestCompareFormatsFixedVHD(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	writeRandomRaw(t, src, 4<<20, 1<<20)

@@ -12,19 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// requireQemuImg skips when qemu-img is missing, except in CI, where a
-// missing tool is a broken environment and must fail.
-func requireQemuImg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("qemu-img not found in CI: %v", err)
-		}
-		t.Skipf("qemu-img not installed: %v", err)
-	}
-}
+	"github.com/kilnbuild/kiln/internal/testutil"
+)
 
 // logTool returns a Tool whose log lines are collected.
 func logTool(t *testing.T) (Tool, func() []string) {
@@ -68,7 +58,7 @@ func entries(t *testing.T, dir string) []string {
 }
 
 func TestCreateInfoResizeCheck(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	ctx := context.Background()
 	tool, logs := logTool(t)
 	dir := t.TempDir()
@@ -110,7 +100,7 @@ func TestCreateInfoResizeCheck(t *testing.T) {
 }
 
 func TestCheckCorrupt(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	ctx := context.Background()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "d.qcow2")
@@ -128,7 +118,7 @@ func TestCheckCorrupt(t *testing.T) {
 }
 
 func TestOverlayWithBackingFile(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	ctx := context.Background()
 	var tool Tool
 	dir := t.TempDir()
@@ -154,7 +144,7 @@ func TestOverlayWithBackingFile(t *testing.T) {
 }
 
 func TestConvertProgressAndCompare(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	ctx := context.Background()
 	tool, logs := logTool(t)
 	dir := t.TempDir()
@@ -226,7 +216,7 @@ func TestConvertProgressAndCompare(t *testing.T) {
 }
 
 func TestConvertMissingSource(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	var tool Tool
 	dir := t.TempDir()
 	src := filepath.Join(dir, "nope.raw")
@@ -250,7 +240,7 @@ func TestConvertMissingSource(t *testing.T) {
 }
 
 func TestConvertCancelLeavesNoTemp(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	var tool Tool
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -275,7 +265,7 @@ func TestConvertCancelLeavesNoTemp(t *testing.T) {
 }
 
 func TestConvertRetriesOnLock(t *testing.T) {
-	requireQemuImg(t)
+	testutil.Tool(t, "qemu-img")
 	real, _ := exec.LookPath("qemu-img")
 	dir := t.TempDir()
 	// A wrapper that fails the first convert with qemu-img's lock

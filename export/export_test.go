@@ -13,21 +13,10 @@ import (
 	"testing"
 
 	"github.com/kilnbuild/kiln/disk"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 const srcSize = 64 << 20
-
-// requireQEMUImg skips without qemu-img, except in CI where a missing
-// tool is a broken setup.
-func requireQEMUImg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("qemu-img is required in CI: %v", err)
-		}
-		t.Skip("qemu-img not installed")
-	}
-}
 
 // makeSource writes a 64 MiB sparse raw image with compressible text and
 // random data at several offsets, so that compression, sparseness and
@@ -194,7 +183,7 @@ func TestParseFormat(t *testing.T) {
 }
 
 func TestExportFormats(t *testing.T) {
-	requireQEMUImg(t)
+	testutil.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	src := makeSource(t, dir)
 	tool := disk.Tool{}
@@ -317,7 +306,7 @@ func TestExportRefusesSourceAsDestination(t *testing.T) {
 }
 
 func TestExportCancelLeavesNothing(t *testing.T) {
-	requireQEMUImg(t)
+	testutil.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	src := makeSource(t, dir)
 	for _, f := range []Format{{Name: "qcow2", Compression: "zlib"}, {Name: "ova"}} {

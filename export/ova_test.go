@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/kilnbuild/kiln/disk"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // parsedOVF reads a descriptor the way an importer does: by namespace,
@@ -89,7 +90,7 @@ func readTar(t *testing.T, p string) []member {
 }
 
 func TestExportOVA(t *testing.T) {
-	requireQEMUImg(t)
+	testutil.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	src := makeSource(t, dir)
 	dst := filepath.Join(dir, "appliance.ova")

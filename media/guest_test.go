@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // TestSeedISOInLinuxGuest is the test that matters for cloud-init: a real
@@ -25,13 +27,8 @@ import (
 // QEMU/TCG, with the seed ISO as the only CD. About 20-40 s; skipped with
 // -short (not in CI), like the e2e VM tests.
 func TestSeedISOInLinuxGuest(t *testing.T) {
-	if testing.Short() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("VM tests must run in CI; do not pass -short")
-		}
-		t.Skip("VM test skipped with -short")
-	}
-	qemu := requireTool(t, "qemu-system-x86_64")
+	testutil.VMTest(t)
+	qemu := testutil.Tool(t, "qemu-system-x86_64")
 	ensure := exec.Command("bash", "../testdata/installer/ensure.sh")
 	ensure.Stderr = os.Stderr
 	out, err := ensure.Output()

@@ -21,25 +21,13 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/google/go-cmp/cmp"
-)
 
-// requireTool skips when a verification tool is missing, except in CI,
-// where the Makefile installs it and a skip would hide a regression.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (it is needed in CI)", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
+	"github.com/kilnbuild/kiln/internal/testutil"
+)
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	requireTool(t, name)
+	testutil.Tool(t, name)
 	var stdout, stderr bytes.Buffer
 	// isoinfo loops forever on some malformed images: a broken writer must
 	// fail the test, not hang it.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // guestFixture returns the test guest's directory (testdata/guest). In CI
@@ -238,12 +240,7 @@ func bootGuest(t *testing.T, target string, args ...string) string {
 // usual symlinks (one relative, one absolute) from an ext4 filesystem
 // that fills the disk (no partition table), made by mkfs.ext4 -d.
 func TestPXEExtractExt4Symlinks(t *testing.T) {
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 not found (e2fsprogs)")
-		}
-		t.Skip("mkfs.ext4 not found")
-	}
+	testutil.Tool(t, "mkfs.ext4")
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, "boot"), 0o755); err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -142,12 +144,7 @@ func TestPathsReportsBrokenFileAndContinues(t *testing.T) {
 
 // The diff applies with patch(1) and turns the old file into the new one.
 func TestDiffAppliesWithPatch(t *testing.T) {
-	if _, err := exec.LookPath("patch"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("patch(1) missing")
-		}
-		t.Skip("patch(1) not installed")
-	}
+	testutil.Tool(t, "patch")
 	src, err := os.ReadFile("testdata/template.in.hcl")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 func TestAccelDecision(t *testing.T) {
@@ -75,7 +77,7 @@ func TestAccelCancelledProbeIsNotCached(t *testing.T) {
 // The probe guest must really finish on a working accelerator (TCG is one
 // everywhere), or the probe could never say "kvm".
 func TestGuestTestRunsUnderTCG(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	start := time.Now()
 	err := guestTest{iterations: 10_000_000, guestTimeout: 3 * time.Second}.run(context.Background(), bin, "tcg")
 	if err != nil {
@@ -86,7 +88,7 @@ func TestGuestTestRunsUnderTCG(t *testing.T) {
 
 // A guest that does not finish in time must be reported, and promptly.
 func TestGuestTestDetectsHang(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	start := time.Now()
 	err := guestTest{iterations: 0xFFFFFFFF, guestTimeout: 300 * time.Millisecond}.run(context.Background(), bin, "tcg")
 	if err == nil || !strings.Contains(err.Error(), "had not finished") {
@@ -98,7 +100,7 @@ func TestGuestTestDetectsHang(t *testing.T) {
 }
 
 func TestGuestTestReportsQEMUFailure(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	err := guestTest{iterations: 1, guestTimeout: time.Second}.run(context.Background(), bin, "no-such-accel")
 	if err == nil || !strings.Contains(err.Error(), "no-such-accel") {
 		t.Fatalf("bad accelerator: %v, want QEMU's error", err)
@@ -111,7 +113,7 @@ func TestGuestTestReportsQEMUFailure(t *testing.T) {
 // KILN_EXPECT_ACCEL=tcg to assert it); elsewhere it must at least be
 // consistent and quick.
 func TestProbeAccelHere(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	start := time.Now()
 	accel, why := ProbeAccel(context.Background(), bin)
 	d := time.Since(start)

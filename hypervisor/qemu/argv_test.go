@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/hypervisor/qmp"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -310,7 +311,7 @@ func TestArgsDeterministic(t *testing.T) {
 // TestArgsAcceptedByQEMU runs every golden command line (with real files)
 // through QEMU paused, so a well-formed golden that QEMU rejects is caught.
 func TestArgsAcceptedByQEMU(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	for _, tc := range argsCases {
 		if strings.HasPrefix(tc.name, "err_") || tc.noQEMU {
 			continue

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/hypervisor/qmp"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // serialFirmware is a 64 KiB BIOS image that prints msg on COM1 (port
@@ -64,7 +65,7 @@ func twoPorts(t *testing.T) (taken, free int) {
 }
 
 func TestIntegrationBuildVM(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
 	makeFile(t, filepath.Join(dir, "disk.qcow2"))
 	fw := filepath.Join(dir, "fw.bin")

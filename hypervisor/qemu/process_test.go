@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/hypervisor/qmp"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 func TestTailBufferKeepsLastBytes(t *testing.T) {
@@ -40,7 +41,7 @@ func TestExitErrorMessage(t *testing.T) {
 }
 
 func TestStartBadDriveReportsStderr(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
 	missing := filepath.Join(dir, "missing.qcow2")
 	s := base(dir)
@@ -76,7 +77,7 @@ func TestStartBadDriveReportsStderr(t *testing.T) {
 }
 
 func TestCancelDoesNotKillButKillDoes(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "qmp.sock")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,29 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
-// qemuBinary finds qemu-system-x86_64. Without it the test is skipped,
-// except in CI (CI set), where a missing QEMU is a failure: CI installs it.
-func qemuBinary(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but qemu-system-x86_64 is not in PATH: %v", err)
-		}
-		t.Skip("qemu-system-x86_64 not in PATH")
-	}
-	return p
-}
-
 func TestRealQEMU(t *testing.T) {
-	bin := qemuBinary(t)
+	bin := testutil.Tool(t, "qemu-system-x86_64")
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
