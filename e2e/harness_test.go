@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 var (
@@ -72,12 +74,7 @@ func setup(bin string) error {
 // broken: in CI a VM test must run.
 func requireVM(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("VM tests must run in CI; do not pass -short")
-		}
-		t.Skip("VM test skipped with -short")
-	}
+	testutil.VMTest(t)
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
