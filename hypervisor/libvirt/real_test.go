@@ -81,33 +81,8 @@ func TestRealDomainLifecycle(t *testing.T) {
 		t.Fatalf("downloaded volume (%d bytes) differs from the uploaded file (%d bytes)", down.Len(), len(want))
 	}
 
-	// No network needed here: an isolated network name would need one.
-	spec := DomainSpec{Name: name, Type: "qemu", MemoryMiB: 256, VCPUs: 1, CPUModel: "max",
-		Disks: []Volume{vol}, Network: "kiln-unit"}
-	if err := c.EnsureNetwork(ctx, "kiln-unit", &NetworkSpec{Name: "kiln-unit", Bridge: "kilnbr-unit", Address: "10.0.77.1", Netmask: "255.255.255.0"}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.DestroyNetwork(context.Background(), "kiln-unit")
-	d, err := c.Define(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		d.Destroy(context.Background())
-		d.Undefine(context.Background())
-	}()
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var console syncBuffer
-	go d.Console(&console)
-	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no sshd ready marker on the console; got:\n%s", console.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	d, console, stop := bootGuest(ctx, t, c, name, vol, false)
+	defer stop()
 	if running, err := d.Running(ctx); err != nil || !running {
 		t.Fatalf("Running = %v, %v", running, err)
 	}
@@ -131,4 +106,41 @@ func TestRealDomainLifecycle(t *testing.T) {
 	if err := c.Download(ctx, vol, io.Discard); !IsNotFound(err) {
 		t.Fatalf("volume still there after DeleteVolume: %v", err)
 	}
+}
+
+// bootGuest defines and starts a domain of the test guest (disk vol) on
+// an isolated network and waits for its sshd. stop destroys and undefines
+// the domain and removes the network; defer it before the connection's
+// Close and after the volume's deletion is deferred.
+func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volume, vnc bool) (d *Domain, console *syncBuffer, stop func()) {
+	t.Helper()
+	if err := c.EnsureNetwork(ctx, "kiln-unit", &NetworkSpec{Name: "kiln-unit", Bridge: "kilnbr-unit", Address: "10.0.77.1", Netmask: "255.255.255.0"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Define(ctx, DomainSpec{Name: name, Type: "qemu", MemoryMiB: 256, VCPUs: 1, CPUModel: "max",
+		Disks: []Volume{vol}, Network: "kiln-unit", VNC: vnc})
+	if err != nil {
+		c.DestroyNetwork(context.Background(), "kiln-unit")
+		t.Fatal(err)
+	}
+	stop = func() {
+		d.Destroy(context.Background())
+		d.Undefine(context.Background())
+		c.DestroyNetwork(context.Background(), "kiln-unit")
+	}
+	if err := d.Start(ctx); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	console = &syncBuffer{}
+	go d.Console(console)
+	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
+		select {
+		case <-ctx.Done():
+			stop()
+			t.Fatalf("no sshd ready marker on the console; got:\n%s", console.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return d, console, stop
 }

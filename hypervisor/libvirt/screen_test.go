@@ -73,34 +73,11 @@ func TestRealScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.DeleteVolume(context.Background(), vol)
-	if err := c.EnsureNetwork(ctx, "kiln-unit", &NetworkSpec{Name: "kiln-unit", Bridge: "kilnbr-unit", Address: "10.0.77.1", Netmask: "255.255.255.0"}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.DestroyNetwork(context.Background(), "kiln-unit")
-	d, err := c.Define(ctx, DomainSpec{Name: name, Type: "qemu", MemoryMiB: 256, VCPUs: 1, CPUModel: "max",
-		Disks: []Volume{vol}, Network: "kiln-unit", VNC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		d.Destroy(context.Background())
-		d.Undefine(context.Background())
-	}()
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// Until the guest's VGA BIOS ran, QEMU shows a placeholder of its own
 	// ("Guest has not initialized the display"); wait for the guest to be
 	// up, past the firmware and the boot loader, which write on the screen.
-	var console syncBuffer
-	go d.Console(&console)
-	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no sshd ready marker on the console; got:\n%s", console.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	d, _, stop := bootGuest(ctx, t, c, name, vol, true)
+	defer stop()
 
 	out := filepath.Join(t.TempDir(), "screen.png")
 	// Twice: the second replaces the first, on the same connection.
