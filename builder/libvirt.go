@@ -129,9 +129,12 @@ func stepLibvirtConnect(ctx context.Context, st *State) (Undo, error) {
 		if err != nil {
 			return nil, err
 		}
-		u.Say("Waiting for a libvirt host (%d hosts, at most %d builds each)", len(cfg.URIs), cfg.HostLimit)
-		if lv.uri, release, err = pool.Acquire(ctx); err != nil {
-			return nil, err
+		var ok bool
+		if lv.uri, release, ok = pool.TryAcquire(); !ok {
+			u.Say("Waiting for a libvirt host: all %d are at libvirt_host_limit %d", len(cfg.URIs), cfg.HostLimit)
+			if lv.uri, release, err = pool.Acquire(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 	u.Say("Connecting to libvirt at %s", redactURI(lv.uri))

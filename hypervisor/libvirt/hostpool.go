@@ -33,27 +33,43 @@ func NewHostPool(uris []string, limit int) (*HostPool, error) {
 // function, which must be called exactly once.
 func (p *HostPool) Acquire(ctx context.Context) (string, func(), error) {
 	for {
-		p.mu.Lock()
-		best := -1
-		for i, n := range p.running {
-			if n < p.limit && (best < 0 || n < p.running[best]) {
-				best = i
-			}
+		uri, release, freed := p.take()
+		if release != nil {
+			return uri, release, nil
 		}
-		if best >= 0 {
-			p.running[best]++
-			p.mu.Unlock()
-			var once sync.Once
-			return p.uris[best], func() { once.Do(func() { p.release(best) }) }, nil
-		}
-		freed := p.freed
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return "", nil, fmt.Errorf("waiting for a free libvirt host: %w", context.Cause(ctx))
 		case <-freed:
 		}
 	}
+}
+
+// TryAcquire is Acquire without the wait: ok is false when every host is
+// full. The builder tries it first so it says it is waiting only when it
+// is.
+func (p *HostPool) TryAcquire() (uri string, release func(), ok bool) {
+	uri, release, _ = p.take()
+	return uri, release, release != nil
+}
+
+// take takes a slot on the least busy host with room, or returns the
+// channel closed when a slot next frees.
+func (p *HostPool) take() (string, func(), <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best := -1
+	for i, n := range p.running {
+		if n < p.limit && (best < 0 || n < p.running[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", nil, p.freed
+	}
+	p.running[best]++
+	var once sync.Once
+	return p.uris[best], func() { once.Do(func() { p.release(best) }) }, nil
 }
 
 func (p *HostPool) release(i int) {

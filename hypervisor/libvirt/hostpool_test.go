@@ -56,3 +56,25 @@ func TestHostPoolSpreadsAndLimits(t *testing.T) {
 		t.Fatalf("running = %v, want [2 2]", p.running)
 	}
 }
+
+func TestHostPoolTryAcquire(t *testing.T) {
+	p, err := NewHostPool([]string{"qemu:///system", "qemu+ssh://b/system"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, relA, ok := p.TryAcquire()
+	if !ok || a != "qemu:///system" {
+		t.Fatalf("first TryAcquire = %q, %v; want the first host", a, ok)
+	}
+	b, _, ok := p.TryAcquire()
+	if !ok || b != "qemu+ssh://b/system" {
+		t.Fatalf("second TryAcquire = %q, %v; want the other host", b, ok)
+	}
+	if uri, rel, ok := p.TryAcquire(); ok || rel != nil {
+		t.Fatalf("TryAcquire got %q beyond the limit", uri)
+	}
+	relA()
+	if uri, _, ok := p.TryAcquire(); !ok || uri != "qemu:///system" {
+		t.Fatalf("after a release TryAcquire = %q, %v; want the freed host", uri, ok)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -49,6 +51,7 @@ func answers(socket string) bool {
 }
 
 func start() string {
+	shareKVM()
 	if answers(SystemSocket) {
 		return ""
 	}
@@ -80,4 +83,30 @@ func start() string {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return "libvirtd started but " + SystemSocket + " did not answer within 20s"
+}
+
+// shareKVM gives /dev/kvm the group and mode Debian's udev rule gives it
+// (root:kvm 0660) when, as in a container without udev, it kept the
+// kernel's root 0600. libvirtd probes QEMU as root but runs it as
+// libvirt-qemu (group kvm): when that user cannot open /dev/kvm, libvirtd
+// throws its cached QEMU capabilities away and probes QEMU again on every
+// domain define, ~50 s each here, and parallel builds time out. The tests'
+// domains use TCG either way; this only restores what a normal host has.
+func shareKVM() {
+	const dev = "/dev/kvm"
+	st, err := os.Stat(dev)
+	if err != nil || os.Geteuid() != 0 || st.Mode().Perm()&0o060 != 0 {
+		return
+	}
+	g, err := user.LookupGroup("kvm")
+	if err != nil {
+		return
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return
+	}
+	if os.Chown(dev, 0, gid) == nil {
+		os.Chmod(dev, 0o660)
+	}
 }
