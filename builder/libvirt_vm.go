@@ -29,12 +29,9 @@ func stepLibvirtStart(ctx context.Context, st *State) (Undo, error) {
 		}
 		spec.Cmdline = args
 	}
-	st.Opts.Log.Info("libvirt domain", "name", spec.Name, "type", spec.Type)
-	dom, err := lv.conn.Define(ctx, spec)
-	if err != nil {
-		return nil, err
-	}
-	lv.dom = dom
+	// The undo looks the domain up by name when Define did not return it:
+	// a define cut off by its deadline (or Ctrl-C) may still complete in
+	// libvirtd, and must not be left behind.
 	undo := func(ctx context.Context) error {
 		if st.keepWorkDir {
 			return nil
@@ -47,6 +44,9 @@ func stepLibvirtStart(ctx context.Context, st *State) (Undo, error) {
 		d := lv.dom
 		if d == nil || d.Name == "" {
 			if d, err = conn.LookupDomain(ctx, lv.name); err != nil {
+				if libvirt.IsNotFound(err) {
+					return nil // the define never happened
+				}
 				return err
 			}
 		}
@@ -59,6 +59,12 @@ func stepLibvirtStart(ctx context.Context, st *State) (Undo, error) {
 		}
 		return err
 	}
+	st.Opts.Log.Info("libvirt domain", "name", spec.Name, "type", spec.Type)
+	dom, err := lv.conn.Define(ctx, spec)
+	if err != nil {
+		return undo, err
+	}
+	lv.dom = dom
 	u.Say("Starting domain %s (%s) on %s", spec.Name, spec.Type, redactURI(lv.uri))
 	if err := dom.StartPaused(ctx); err != nil {
 		return undo, err
