@@ -49,28 +49,9 @@ func guestDir(t *testing.T) string {
 // powers it off with ACPI, downloads the disk and checks every resource is
 // gone after cleanup.
 func TestRealDomainLifecycle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("VM test")
-	}
-	libvirttest.RequireSystem(t)
-	dir := guestDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c, err := Dial(ctx, "qemu:///system", DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.EnsurePool(ctx, "default", "/var/lib/libvirt/images"); err != nil {
-		t.Fatal(err)
-	}
-	name := DomainName("unit")
-	vol := Volume{Pool: "default", Name: name + ".qcow2", Format: "qcow2"}
-	src := filepath.Join(dir, "guest.qcow2")
-	if err := c.UploadFile(ctx, vol, src, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteVolume(context.Background(), vol)
+	c, name, vol, src := systemGuest(ctx, t, "unit")
 	// The upload is byte-exact.
 	var down bytes.Buffer
 	if err := c.Download(ctx, vol, &down); err != nil {
@@ -143,4 +124,29 @@ func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volu
 		}
 	}
 	return d, console, stop
+}
+
+// systemGuest connects to the system libvirtd (starting it if needed) and
+// uploads the test guest's disk (src) as the volume of a new domain name.
+// The volume and the connection go when the test ends, after its defers.
+func systemGuest(ctx context.Context, t *testing.T, prefix string) (c *Conn, name string, vol Volume, src string) {
+	t.Helper()
+	testutil.VMTest(t)
+	libvirttest.RequireSystem(t)
+	src = filepath.Join(guestDir(t), "guest.qcow2")
+	c, err := Dial(ctx, "qemu:///system", DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.EnsurePool(ctx, "default", "/var/lib/libvirt/images"); err != nil {
+		t.Fatal(err)
+	}
+	name = DomainName(prefix)
+	vol = Volume{Pool: "default", Name: name + ".qcow2", Format: "qcow2"}
+	if err := c.UploadFile(ctx, vol, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteVolume(context.Background(), vol) })
+	return c, name, vol, src
 }

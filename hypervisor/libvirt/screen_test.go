@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kilnbuild/kiln/hypervisor/libvirt/libvirttest"
 )
 
 // The image libvirt streams becomes a PNG whatever the MIME type says, as
@@ -52,27 +50,9 @@ func TestScreenshotToPNG(t *testing.T) {
 // libvirtd and saves its screen: a PNG of a VGA text or graphics mode that
 // shows what SeaBIOS and the boot loader printed.
 func TestRealScreenshot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("VM test")
-	}
-	libvirttest.RequireSystem(t)
-	dir := guestDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := Dial(ctx, "qemu:///system", DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.EnsurePool(ctx, "default", "/var/lib/libvirt/images"); err != nil {
-		t.Fatal(err)
-	}
-	name := DomainName("screen")
-	vol := Volume{Pool: "default", Name: name + ".qcow2", Format: "qcow2"}
-	if err := c.UploadFile(ctx, vol, filepath.Join(dir, "guest.qcow2"), nil); err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteVolume(context.Background(), vol)
+	c, name, vol, _ := systemGuest(ctx, t, "screen")
 	// Until the guest's VGA BIOS ran, QEMU shows a placeholder of its own
 	// ("Guest has not initialized the display"); wait for the guest to be
 	// up, past the firmware and the boot loader, which write on the screen.
@@ -116,7 +96,7 @@ func TestRealScreenshot(t *testing.T) {
 	if err := d.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	err = d.Screenshot(ctx, out)
+	err := d.Screenshot(ctx, out)
 	if err == nil || !strings.Contains(err.Error(), name) {
 		t.Errorf("screenshot of a stopped domain: %v", err)
 	}
