@@ -73,6 +73,26 @@ func fillUp(t *testing.T, path string) {
 	}
 }
 
+// assertNoOutput checks what a failed build must leave: no output
+// directory, no QEMU, no temporary or work files (env.assertClean).
+func assertNoOutput(t *testing.T, e *env, out string) {
+	t.Helper()
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("output directory %s exists after the failed build (%v)", out, err)
+	}
+	e.assertClean(t)
+}
+
+// assertTmpfsEmpty checks the tmpfs at mnt holds nothing and uses (next
+// to) no space after the failed build.
+func assertTmpfsEmpty(t *testing.T, mnt string) {
+	t.Helper()
+	assertEmptyDir(t, mnt)
+	if used := tmpfsUsed(t, mnt); used > 64<<10 {
+		t.Errorf("%d bytes still used on the tmpfs after the failed build", used)
+	}
+}
+
 // assertEmptyDir checks dir exists and holds nothing.
 func assertEmptyDir(t *testing.T, dir string) {
 	t.Helper()
@@ -138,14 +158,8 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("the build failed before the end of provisioning; the tmpfs is too small for this test:\n%s", log)
 		}
 		assertFailedIn(t, code, log, "error: disk.convert: ", "no space left on device")
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Errorf("output directory %s exists after the failed build (%v)", out, err)
-		}
-		assertEmptyDir(t, mnt)
-		e.assertClean(t)
-		if used := tmpfsUsed(t, mnt); used > 64<<10 {
-			t.Errorf("%d bytes still used on the tmpfs after the failed build", used)
-		}
+		assertNoOutput(t, e, out)
+		assertTmpfsEmpty(t, mnt)
 	})
 
 	// The same tmpfs, but the guest fills it first: a provisioner writes 30
@@ -175,14 +189,8 @@ func TestFullDisk(t *testing.T) {
 		if strings.Contains(log, "kiln-faults: last guest provisioner ran") {
 			t.Errorf("provisioning went on after the disk filled up")
 		}
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Errorf("output directory %s exists after the failed build (%v)", out, err)
-		}
-		assertEmptyDir(t, mnt)
-		e.assertClean(t)
-		if used := tmpfsUsed(t, mnt); used > 64<<10 {
-			t.Errorf("%d bytes still used on the tmpfs after the failed build", used)
-		}
+		assertNoOutput(t, e, out)
+		assertTmpfsEmpty(t, mnt)
 	})
 
 	// TMPDIR on a full tmpfs. kiln keeps only its runtime directory
@@ -210,10 +218,7 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("the build failed before the shell-local provisioner")
 		}
 		assertFailedIn(t, code, log, "error: provision: ", "shell-local provisioner: writing temporary script", "no space left on device")
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Errorf("output directory %s exists after the failed build (%v)", out, err)
-		}
-		e.assertClean(t)
+		assertNoOutput(t, e, out)
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
@@ -253,10 +258,7 @@ func TestSSHDrop(t *testing.T) {
 					t.Errorf("a provisioner ran after the connection dropped: %q", not)
 				}
 			}
-			if _, err := os.Stat(out); !os.IsNotExist(err) {
-				t.Errorf("output directory exists after the failed build")
-			}
-			e.assertClean(t)
+			assertNoOutput(t, e, out)
 		})
 	}
 
