@@ -10,7 +10,7 @@ GOFLAGS_TEST ?= -count=1
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf mtools dosfstools syslinux syslinux-common \
 	busybox-static cpio fdisk e2fsprogs kmod openssl openssh-client openssh-server openssh-sftp-server \
 	ca-certificates grub-common grub-pc-bin grub-efi-amd64-bin xorriso genisoimage \
-	libvirt-daemon-system libvirt-clients ipxe-qemu
+	libvirt-daemon-system libvirt-clients ipxe-qemu dnsmasq-base
 
 .PHONY: all setup build fixtures run test test-unit bench vet clean
 

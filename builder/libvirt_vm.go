@@ -117,11 +117,12 @@ func stepLibvirtSSH(ctx context.Context, st *State) (Undo, error) {
 	host := c.SSHHost
 	if host == "" {
 		u.Say("Waiting for the guest's IP address (DHCP lease, guest agent or ARP)")
-		ip, err := lv.dom.WaitAddress(wctx)
+		a, err := lv.dom.WaitAddress(wctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w (set ssh_host if the guest has a static address; serial console log: %s)", err, st.serialLog())
 		}
-		host = ip
+		u.Message("guest address %s (from %s)", a.IP, a.Source)
+		host = a.IP
 	}
 	lv.guestIP = host
 	u.Say("Waiting for SSH on %s:%d (timeout %s)", host, c.SSHPort, c.SSHTimeoutDur)

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,11 +182,24 @@ func watchDomains(t *testing.T) func() [][]string {
 }
 
 // guestAt makes a copy of the test guest that takes addr instead of
-// 10.0.2.15: a second initramfs archive appended to the guest's
-// initrd.img replaces its boot script (the kernel unpacks the archives in
-// order, later files over earlier ones). Returns a directory with
-// guest.qcow2 and SHA256SUMS, as guestDir has.
+// 10.0.2.15. Returns a directory with guest.qcow2 and SHA256SUMS, as
+// guestDir has.
 func guestAt(t *testing.T, addr string) string {
+	t.Helper()
+	return guestWithNet(t, strings.Replace(guestStaticNet, "10.0.2.15/", addr+"/", 1), nil)
+}
+
+// guestStaticNet is how the test guest's boot script configures eth0.
+const guestStaticNet = "ip addr add 10.0.2.15/24 dev eth0\n\tip route add default via 10.0.2.2"
+
+// guestWithNet makes a copy of the test guest whose boot script runs
+// setup (shell, after eth0 is up) instead of guestStaticNet, with files
+// (path in the initramfs -> content, executable; their directories must
+// be in the guest already: the kernel creates none) added: a second
+// initramfs archive appended to the guest's initrd.img carries them and
+// the new boot script (the kernel unpacks the archives in order, later
+// files over earlier ones).
+func guestWithNet(t *testing.T, setup string, files map[string]string) string {
 	t.Helper()
 	dir, work := t.TempDir(), t.TempDir()
 	run := func(stdin io.Reader, name string, args ...string) []byte {
@@ -205,17 +220,26 @@ func guestAt(t *testing.T, addr string) string {
 	run(nil, "qemu-img", "convert", "-O", "raw", filepath.Join(guestDir, "guest.qcow2"), raw)
 	run(nil, "mcopy", "-i", part, "::/boot/initrd.img", "initrd.img")
 	rcS := string(run(nil, "sh", "-c", "gzip -dc initrd.img | cpio -i --quiet --to-stdout etc/init.d/rcS"))
-	if !strings.Contains(rcS, "10.0.2.15/24") {
-		t.Fatalf("the guest's boot script does not set 10.0.2.15/24:\n%s", rcS)
+	if !strings.Contains(rcS, guestStaticNet) {
+		t.Fatalf("the guest's boot script does not configure eth0 with %q:\n%s", guestStaticNet, rcS)
 	}
-	rcS = strings.Replace(rcS, "10.0.2.15/24", addr+"/24", 1)
-	if err := os.MkdirAll(filepath.Join(work, "etc/init.d"), 0o755); err != nil {
-		t.Fatal(err)
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string]string{}
 	}
-	if err := os.WriteFile(filepath.Join(work, "etc/init.d/rcS"), []byte(rcS), 0o755); err != nil {
-		t.Fatal(err)
+	files["etc/init.d/rcS"] = strings.Replace(rcS, guestStaticNet, setup, 1)
+	var list strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		path := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(files[name]), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		list.WriteString(name + "\n")
 	}
-	run(strings.NewReader("etc/init.d/rcS\n"), "sh", "-c", "cpio -o --quiet -H newc -R 0:0 | gzip -n >>initrd.img")
+	run(strings.NewReader(list.String()), "sh", "-c", "cpio -o --quiet -H newc -R 0:0 | gzip -n >>initrd.img")
 	run(nil, "mcopy", "-o", "-i", part, "initrd.img", "::/boot/initrd.img")
 	image := filepath.Join(dir, "guest.qcow2")
 	run(nil, "qemu-img", "convert", "-O", "qcow2", raw, image)

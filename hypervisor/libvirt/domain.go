@@ -234,38 +234,54 @@ func (d *Domain) MAC(ctx context.Context) (string, error) {
 // ErrNoAddress: the guest has no IPv4 address that libvirt knows of yet.
 var ErrNoAddress = errors.New("no IPv4 address for the guest yet")
 
+// GuestAddress is a guest's IPv4 address and where libvirt found it, so
+// a build can say which source answered (a wrong ARP entry looks
+// different from a lease).
+type GuestAddress struct {
+	IP     string
+	Source string // "DHCP leases", "guest agent" or "ARP table"
+}
+
+// addressSources are asked in this order: a lease is authoritative for
+// the network's own DHCP, the agent knows static addresses, and the ARP
+// table is a guess from the guest's traffic.
+var addressSources = []struct {
+	src  golibvirt.DomainInterfaceAddressesSource
+	name string
+}{
+	{golibvirt.DomainInterfaceAddressesSrcLease, "DHCP leases"},
+	{golibvirt.DomainInterfaceAddressesSrcAgent, "guest agent"},
+	{golibvirt.DomainInterfaceAddressesSrcArp, "ARP table"},
+}
+
 // Address asks libvirt for the guest's IPv4 address: the network's DHCP
 // leases, then the guest agent, then the host's ARP table.
-func (d *Domain) Address(ctx context.Context) (string, error) {
+func (d *Domain) Address(ctx context.Context) (GuestAddress, error) {
 	mac, err := d.MAC(ctx)
 	if err != nil {
-		return "", err
+		return GuestAddress{}, err
 	}
 	var errs []error
-	for _, src := range []golibvirt.DomainInterfaceAddressesSource{
-		golibvirt.DomainInterfaceAddressesSrcLease,
-		golibvirt.DomainInterfaceAddressesSrcAgent,
-		golibvirt.DomainInterfaceAddressesSrcArp,
-	} {
+	for _, s := range addressSources {
 		var ifaces []golibvirt.DomainInterface
 		err := d.c.call(ctx, func() error {
 			var err error
-			ifaces, err = d.c.l.DomainInterfaceAddresses(d.dom, uint32(src), 0)
+			ifaces, err = d.c.l.DomainInterfaceAddresses(d.dom, uint32(s.src), 0)
 			return err
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return "", err
+				return GuestAddress{}, err
 			}
 			// No agent configured, or ARP unsupported: try the next.
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 			continue
 		}
 		if ip := pickIPv4(ifaces, mac); ip != "" {
-			return ip, nil
+			return GuestAddress{IP: ip, Source: s.name}, nil
 		}
 	}
-	return "", errors.Join(append([]error{ErrNoAddress}, errs...)...)
+	return GuestAddress{}, errors.Join(append([]error{ErrNoAddress}, errs...)...)
 }
 
 // pickIPv4 returns the first IPv4 address of the interface with mac (any
@@ -286,20 +302,20 @@ func pickIPv4(ifaces []golibvirt.DomainInterface, mac string) string {
 }
 
 // WaitAddress polls Address until it finds one or ctx ends.
-func (d *Domain) WaitAddress(ctx context.Context) (string, error) {
+func (d *Domain) WaitAddress(ctx context.Context) (GuestAddress, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ip, err := d.Address(actx)
+		a, err := d.Address(actx)
 		cancel()
 		if err == nil {
-			return ip, nil
+			return a, nil
 		}
 		if !errors.Is(err, ErrNoAddress) {
-			return "", err
+			return GuestAddress{}, err
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for the guest's IP address (DHCP lease, guest agent or ARP): %w", context.Cause(ctx))
+			return GuestAddress{}, fmt.Errorf("waiting for the guest's IP address (DHCP lease, guest agent or ARP): %w", context.Cause(ctx))
 		case <-time.After(time.Second):
 		}
 	}
