@@ -36,11 +36,10 @@ func (st *State) screen(ctx context.Context) (screenshotter, time.Duration) {
 		if _, err := lv.connection(ctx); err != nil {
 			return nil, 0
 		}
-		// A libvirt call cut off by its deadline takes the connection
-		// with it (package libvirt), which a boot step screenshot must
-		// not do to a build that is going well: be generous. It takes
-		// tens of milliseconds.
-		return lv.dom, 30 * time.Second
+		// The screenshot runs on a connection of its own (a timeout
+		// there leaves the build's alone); it takes tens of milliseconds,
+		// or hangs when go-libvirt deadlocks the stream.
+		return lv.dom, 15 * time.Second
 	}
 	if st.QMP != nil && st.Proc != nil && !exited(st.Proc) {
 		return qmpScreen{st.QMP}, 5 * time.Second

@@ -371,7 +371,14 @@ func assertFailureScreen(t *testing.T, e *env, log string) {
 	t.Helper()
 	shots, _ := filepath.Glob(filepath.Join(e.LogDir, "*", "failure-screen.png"))
 	if len(shots) != 1 {
-		t.Errorf("want one failure-screen.png in %s, found %v", e.LogDir, shots)
+		debug, _ := os.ReadFile(filepath.Join(filepath.Dir(e.LogDir), "debug.log"))
+		var why []string
+		for _, l := range strings.Split(string(debug), "\n") {
+			if strings.Contains(strings.ToLower(l), "screen") {
+				why = append(why, l)
+			}
+		}
+		t.Errorf("want one failure-screen.png in %s, found %v; the debug log says:\n%s", e.LogDir, shots, strings.Join(why, "\n"))
 		return
 	}
 	if !strings.Contains(log, "screenshot of the VM screen: "+shots[0]) {

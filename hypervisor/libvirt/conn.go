@@ -105,7 +105,12 @@ func (c *Conn) Raw() *golibvirt.Libvirt { return c.l }
 
 // call runs fn, one or more RPCs, bounded by ctx (or DefaultCallTimeout
 // when ctx has no deadline). On expiry the connection is closed so fn
-// returns, and the context's error is returned.
+// returns, and the context's error is returned. If fn still has not
+// returned after callGrace it is abandoned: go-libvirt's router can
+// deadlock on a stream packet that arrives after the stream's caller
+// stopped reading (it sends to an unbuffered channel while holding the
+// lock the caller needs to deregister), and closing the socket does not
+// free either goroutine.
 func (c *Conn) call(ctx context.Context, fn func() error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -120,10 +125,19 @@ func (c *Conn) call(ctx context.Context, fn func() error) error {
 	case <-ctx.Done():
 		c.broken.Store(true)
 		c.raw.Close()
-		<-done
+		t := time.NewTimer(callGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
 		return fmt.Errorf("libvirt call to %s: %w", c.URI, context.Cause(ctx))
 	}
 }
+
+// callGrace is how long call waits for an RPC to return once its
+// connection was closed under it.
+const callGrace = 5 * time.Second
 
 // transport is the part after '+' in the scheme; "unix" when absent.
 func transport(u *url.URL) string {

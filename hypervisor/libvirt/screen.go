@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image/png"
 	"strings"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
@@ -25,15 +26,64 @@ const maxScreenshot = 128 << 20
 // where QEMU can write one (libvirt 9.0 with QEMU 7.2 does), saved as it
 // is, else a PPM, converted here.
 //
-// The call is bounded by ctx like any other: a timeout closes the
-// connection, so give it room.
+// It runs on a connection of its own, bounded by ctx: go-libvirt's
+// DomainScreenshot now and then deadlocks its connection (see call), which
+// must not take the build's connection with it.
 func (d *Domain) Screenshot(ctx context.Context, pngPath string) error {
+	c, err := Dial(ctx, d.c.URI, DialOptions{})
+	if err != nil {
+		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
+	}
+	defer c.Close()
+	dom, err := c.LookupDomain(ctx, d.Name)
+	if err != nil {
+		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
+	}
+	return dom.screenshotPNG(ctx, pngPath)
+}
+
+func (d *Domain) screenshotPNG(ctx context.Context, pngPath string) error {
+	// Now and then the stream ends before any data (seen early in a
+	// guest's boot, a few seconds after the domain started): try again.
 	var buf cappedBuffer
 	var mime string
-	err := d.c.call(ctx, func() error {
-		m, err := d.c.l.DomainScreenshot(d.dom, &buf, 0, 0)
+	var err error
+	for attempt := 1; ; attempt++ {
+		buf, mime = cappedBuffer{}, ""
+		err = d.screenshot(ctx, &buf, &mime)
+		var lerr golibvirt.Error // the daemon's own answer: final
+		if err == nil || buf.Len() > 0 || errors.As(err, &lerr) || attempt == screenshotTries || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if err != nil {
+		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
+	}
+	img, err := toPNG(mime, buf.Bytes())
+	if err != nil {
+		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
+	}
+	if err := fsx.WriteFile(pngPath, img, 0o644); err != nil {
+		return fmt.Errorf("saving the screenshot of domain %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// screenshotTries bounds the attempts when the stream comes back empty.
+const screenshotTries = 5
+
+// screenshot runs one virDomainScreenshot into buf.
+func (d *Domain) screenshot(ctx context.Context, buf *cappedBuffer, mime *string) error {
+	return d.c.call(ctx, func() error {
+		m, err := d.c.l.DomainScreenshot(d.dom, buf, 0, 0)
 		if len(m) > 0 {
-			mime = m[0]
+			*mime = m[0]
 		}
 		// go-libvirt decodes the MIME type from the empty packet that ends
 		// the stream instead of from the reply before it, so the call fails
@@ -47,17 +97,6 @@ func (d *Domain) Screenshot(ctx context.Context, pngPath string) error {
 		}
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
-	}
-	img, err := toPNG(mime, buf.Bytes())
-	if err != nil {
-		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
-	}
-	if err := fsx.WriteFile(pngPath, img, 0o644); err != nil {
-		return fmt.Errorf("saving the screenshot of domain %s: %w", d.Name, err)
-	}
-	return nil
 }
 
 var pngMagic = []byte("\x89PNG\r\n\x1a\n")
