@@ -2,16 +2,15 @@ package config
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	"github.com/kilnbuild/kiln/internal/testutil"
+)
 
 func TestDirectoryLoading(t *testing.T) {
 	dir := writeDir(t, map[string]string{
@@ -160,19 +159,7 @@ func TestGoldenDiagnostics(t *testing.T) {
 			if err := WriteDiagnostics(&buf, tmpl.Files, diags, false); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join(testdataDir, name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if buf.String() != string(want) {
-				t.Errorf("got:\n%s\nwant:\n%s", buf.String(), want)
-			}
+			testutil.Golden(t, filepath.Join(testdataDir, name+".golden"), buf.Bytes())
 		})
 	}
 }

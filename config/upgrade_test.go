@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 func TestUpgradeGolden(t *testing.T) {
@@ -26,19 +28,7 @@ func TestUpgradeGolden(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(render(&Template{Files: files}, diags))
 			}
-			golden := filepath.Join("testdata", "upgrade", tc.golden)
-			if *update {
-				if err := os.WriteFile(golden, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if string(out) != string(want) {
-				t.Errorf("hcl2_upgrade %s differs from %s (go test -update rewrites it):\n%s", tc.in, golden, out)
-			}
+			testutil.Golden(t, filepath.Join("testdata", "upgrade", tc.golden), out)
 		})
 	}
 }

@@ -20,13 +20,7 @@ func TestBuildQcow2AndRaw(t *testing.T) {
 	requireVM(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.pkr.hcl"))
-	code, _ := k.wait(15 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
+	log := e.mustBuild(t, 15*time.Minute, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.pkr.hcl"))
 
 	assertE2EBuilt(t, out, e.Marker)
 	for _, src := range []string{"qcow2", "raw"} {

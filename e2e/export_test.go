@@ -22,13 +22,7 @@ func TestExportFormats(t *testing.T) {
 	requireVM(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("export.pkr.hcl"))
-	code, _ := k.wait(20 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
+	log := e.mustBuild(t, 20*time.Minute, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("export.pkr.hcl"))
 	ref := filepath.Join(guestDir, "guest.raw")
 
 	vmdk := filepath.Join(out, "vmdk", e.Marker+"-vmdk.vmdk")

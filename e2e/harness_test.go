@@ -238,6 +238,20 @@ func killStray(marker string) {
 	}
 }
 
+// mustBuild runs kiln with args, which must succeed within timeout and
+// leave nothing behind (assertClean), and returns its output.
+func (e *env) mustBuild(t *testing.T, timeout time.Duration, args ...string) string {
+	t.Helper()
+	k := e.start(t, args...)
+	code, _ := k.wait(timeout)
+	log := k.output()
+	if code != 0 {
+		t.Fatalf("kiln build exited %d:\n%s", code, log)
+	}
+	e.assertClean(t)
+	return log
+}
+
 // assertClean checks a finished kiln left no QEMU process, no temporary
 // file and no work directory behind.
 func (e *env) assertClean(t *testing.T) {

@@ -42,13 +42,7 @@ func TestInstallFromISO(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			out := filepath.Join(e.Dir, "out")
-			k := e.start(t, "build", "-only=qemu.install", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", tc.vars, template("install.pkr.hcl"))
-			code, _ := k.wait(10 * time.Minute)
-			log := k.output()
-			if code != 0 {
-				t.Fatalf("kiln build exited %d:\n%s", code, log)
-			}
-			e.assertClean(t)
+			log := e.mustBuild(t, 10*time.Minute, "build", "-only=qemu.install", "-var", "installer_dir="+dir, "-var", "out="+out, "-var", "name="+e.Marker, "-var", tc.vars, template("install.pkr.hcl"))
 			if !strings.Contains(log, "GET /ks.sh") {
 				t.Errorf("the HTTP log does not show the answer file fetched:\n%s", log)
 			}
@@ -110,15 +104,9 @@ func TestInstallThenSSH(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
 			out := filepath.Join(e.Dir, "out")
-			k := e.start(t, "build", "-only=qemu.install-ssh", "-var", "installer_dir="+dir, "-var", "out="+out,
+			log := e.mustBuild(t, 10*time.Minute, "build", "-only=qemu.install-ssh", "-var", "installer_dir="+dir, "-var", "out="+out,
 				"-var", "name="+e.Marker, "-var", fmt.Sprintf("efi=%t", efi),
 				"-var", "ssh_key="+filepath.Join(repoRoot, "testdata/guest/test_ed25519"), template("install.pkr.hcl"))
-			code, _ := k.wait(10 * time.Minute)
-			log := k.output()
-			if code != 0 {
-				t.Fatalf("kiln build exited %d:\n%s", code, log)
-			}
-			e.assertClean(t)
 			serial := serialLog(t, e)
 			// One boot of the installer, then the installed system: a
 			// firmware that went back to the CD would show a second prompt.

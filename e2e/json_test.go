@@ -14,13 +14,7 @@ func TestBuildLegacyJSON(t *testing.T) {
 	requireVM(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.json"))
-	code, _ := k.wait(15 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
+	log := e.mustBuild(t, 15*time.Minute, "build", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "name="+e.Marker, template("build.json"))
 
 	assertE2EBuilt(t, out, e.Marker)
 	// Legacy builds are named after their builder, as in Packer.

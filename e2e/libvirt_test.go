@@ -125,13 +125,7 @@ func TestLibvirtSystem(t *testing.T) {
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
 	// One at a time: both guests use the static address 10.0.2.15.
-	k := e.start(t, "build", "-parallel-builds=1", "-var", "guest_dir="+guestDir, "-var", "out="+out, template("libvirt.pkr.hcl"))
-	code, _ := k.wait(15 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
+	log := e.mustBuild(t, 15*time.Minute, "build", "-parallel-builds=1", "-var", "guest_dir="+guestDir, "-var", "out="+out, template("libvirt.pkr.hcl"))
 	assertNoLibvirtLeftovers(t)
 	checkLibvirtOutput(t, e, out, "libvirt", "guest", "qcow2")
 	checkLibvirtOutput(t, e, out, "qemu", "onlibvirt", "raw")
@@ -159,13 +153,7 @@ func TestLibvirtOverSSH(t *testing.T) {
 	uri := startSSHD(t)
 	e := newEnv(t)
 	out := filepath.Join(e.Dir, "out")
-	k := e.start(t, "build", "-only", "lv.libvirt.guest", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "uri="+uri, template("libvirt.pkr.hcl"))
-	code, _ := k.wait(15 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
+	log := e.mustBuild(t, 15*time.Minute, "build", "-only", "lv.libvirt.guest", "-var", "guest_dir="+guestDir, "-var", "out="+out, "-var", "uri="+uri, template("libvirt.pkr.hcl"))
 	assertNoLibvirtLeftovers(t)
 	checkLibvirtOutput(t, e, out, "libvirt", "guest", "qcow2")
 	if !strings.Contains(log, "Connecting to libvirt at qemu+ssh://root@127.0.0.1") {
@@ -419,14 +407,8 @@ func TestLibvirtTyping(t *testing.T) {
 	requireLibvirt(t)
 	dir := installerDir(t)
 	e := newEnv(t)
-	k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+filepath.Join(e.Dir, "out"),
+	e.mustBuild(t, 5*time.Minute, "build", "-var", "installer_dir="+dir, "-var", "out="+filepath.Join(e.Dir, "out"),
 		"-var", "text="+typingText, template("libvirt-typing.pkr.hcl"))
-	code, _ := k.wait(5 * time.Minute)
-	log := k.output()
-	if code != 0 {
-		t.Fatalf("kiln build exited %d:\n%s", code, log)
-	}
-	e.assertClean(t)
 	assertNoLibvirtLeftovers(t)
 	assertTyped(t, serialLog(t, e), typingText)
 	assertBootStepScreen(t, e) // taken over the libvirt connection

@@ -18,13 +18,8 @@ func TestTypingArrivesExactly(t *testing.T) {
 	for _, c := range []struct{ transport, interval string }{{"qmp", "3ms"}, {"vnc", "10ms"}} {
 		t.Run(c.transport, func(t *testing.T) {
 			e := newEnv(t)
-			k := e.start(t, "build", "-var", "installer_dir="+dir, "-var", "out="+filepath.Join(e.Dir, "out"),
+			e.mustBuild(t, 5*time.Minute, "build", "-var", "installer_dir="+dir, "-var", "out="+filepath.Join(e.Dir, "out"),
 				"-var", "transport="+c.transport, "-var", "interval="+c.interval, "-var", "text="+typingText, template("typing.pkr.hcl"))
-			code, _ := k.wait(5 * time.Minute)
-			if code != 0 {
-				t.Fatalf("kiln build exited %d:\n%s", code, k.output())
-			}
-			e.assertClean(t)
 			assertTyped(t, serialLog(t, e), typingText)
 		})
 	}

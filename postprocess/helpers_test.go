@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 var metaSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -114,25 +114,8 @@ func buildArtifact(t *testing.T, dir string, files map[string][]byte) Artifact {
 	return a
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testEnv(dir string) (Env, *syncBuffer) {
-	out := &syncBuffer{}
+func testEnv(dir string) (Env, *testutil.Buffer) {
+	out := &testutil.Buffer{}
 	return Env{
 		Dir:       dir,
 		Say:       func(f string, a ...any) { out.Write([]byte(strings.TrimSpace(fmt.Sprintf(f, a...)) + "\n")) },

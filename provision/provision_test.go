@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,48 +10,29 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/internal/testutil"
 	"github.com/kilnbuild/kiln/provision/ssh"
 	"github.com/kilnbuild/kiln/provision/ssh/sshtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutines of a
-// command and the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type harness struct {
 	env    Env
 	srv    *sshtest.Server
 	remote string // the "guest's" working directory
-	stdout *syncBuffer
-	said   *syncBuffer
+	stdout *testutil.Buffer
+	said   *testutil.Buffer
 }
 
 // newHarness connects to an sshtest server whose commands run in a
 // temporary "remote" directory.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{remote: t.TempDir(), stdout: &syncBuffer{}, said: &syncBuffer{}}
+	h := &harness{remote: t.TempDir(), stdout: &testutil.Buffer{}, said: &testutil.Buffer{}}
 	h.srv = sshtest.Start(t, sshtest.Options{Password: "pw", Dir: h.remote})
 	host, port, _ := net.SplitHostPort(h.srv.Addr)
 	p, _ := strconv.Atoi(port)

@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/config"
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 func shellLocal(s config.ShellLocal) *config.Provisioner {
 	return &config.Provisioner{Type: "shell-local", ShellLocal: &s}
 }
 
-func localEnv(t *testing.T) (Env, *syncBuffer) {
-	out := &syncBuffer{}
+func localEnv(t *testing.T) (Env, *testutil.Buffer) {
+	out := &testutil.Buffer{}
 	return Env{BuildName: "qemu.local", BuilderType: "qemu", Stdout: out, Stderr: out, Dir: t.TempDir()}, out
 }
 
@@ -150,7 +151,7 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestBreakpoint(t *testing.T) {
-	said := &syncBuffer{}
+	said := &testutil.Buffer{}
 	r, w := io.Pipe()
 	env := Env{Stdin: r, Say: func(f string, a ...any) { said.Write([]byte(f + "\n")) }, Dir: t.TempDir()}
 	p := &config.Provisioner{Type: "breakpoint", Breakpoint: &config.Breakpoint{Note: "look now"}}

@@ -2,7 +2,6 @@ package format
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/kilnbuild/kiln/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // Each testdata/NAME.in.hcl formats to testdata/NAME.golden; formatting
 // the golden file again changes nothing.
@@ -33,15 +30,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(diags)
 			}
 			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
+			want := testutil.ReadGolden(t, golden, got)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("formatted %s differs from %s:\n%s", in, golden, Diff("want", "got", want, got))
 			}

@@ -1,14 +1,12 @@
 package libvirt
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/kilnbuild/kiln/internal/testutil"
+)
 
 func TestDomainXMLGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -33,19 +31,7 @@ func TestDomainXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".xml")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got+"\n" != string(want) {
-				t.Errorf("DomainXML differs from %s (run with -update after checking):\n%s", golden, got)
-			}
+			testutil.Golden(t, filepath.Join("testdata", tc.name+".xml"), []byte(got+"\n"))
 		})
 	}
 }

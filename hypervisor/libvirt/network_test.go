@@ -1,9 +1,10 @@
 package libvirt
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // TestNetworkXMLGolden: with a DHCP range the network gets libvirt's
@@ -25,19 +26,7 @@ func TestNetworkXMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".xml")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got+"\n" != string(want) {
-				t.Errorf("NetworkXML differs from %s (run with -update after checking):\n%s", golden, got)
-			}
+			testutil.Golden(t, filepath.Join("testdata", tc.name+".xml"), []byte(got+"\n"))
 		})
 	}
 }

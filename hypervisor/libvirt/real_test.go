@@ -9,31 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kilnbuild/kiln/hypervisor/libvirt/libvirttest"
 	"github.com/kilnbuild/kiln/internal/testutil"
 )
-
-// syncBuffer collects console output for polling.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func guestDir(t *testing.T) string {
 	t.Helper()
@@ -93,7 +74,7 @@ func TestRealDomainLifecycle(t *testing.T) {
 // an isolated network and waits for its sshd. stop destroys and undefines
 // the domain and removes the network; defer it before the connection's
 // Close and after the volume's deletion is deferred.
-func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volume, vnc bool) (d *Domain, console *syncBuffer, stop func()) {
+func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volume, vnc bool) (d *Domain, console *testutil.Buffer, stop func()) {
 	t.Helper()
 	if err := c.EnsureNetwork(ctx, "kiln-unit", &NetworkSpec{Name: "kiln-unit", Bridge: "kilnbr-unit", Address: "10.0.77.1", Netmask: "255.255.255.0"}); err != nil {
 		t.Fatal(err)
@@ -113,7 +94,7 @@ func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volu
 		stop()
 		t.Fatal(err)
 	}
-	console = &syncBuffer{}
+	console = &testutil.Buffer{}
 	go d.Console(console)
 	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
 		select {

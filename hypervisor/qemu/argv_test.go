@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"github.com/kilnbuild/kiln/hypervisor/qmp"
 	"github.com/kilnbuild/kiln/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // argsCase is one golden test. spec takes the directory the files live in:
 // "DIR" for the golden output, a real temp dir when QEMU itself checks
@@ -271,20 +268,7 @@ func TestArgsGolden(t *testing.T) {
 			default:
 				got = strings.Join(argv, "\n") + "\n"
 			}
-			path := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("Args output differs from %s (run go test -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-			}
+			testutil.Golden(t, filepath.Join("testdata", tc.name+".golden"), []byte(got))
 		})
 	}
 }

@@ -85,7 +85,7 @@ func TestIntegrationBuildVM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	stderr := &syncWriter{}
+	stderr := &testutil.Buffer{}
 	p, err := Start(ctx, argv, StartOptions{Stderr: stderr})
 	if err != nil {
 		t.Fatal(err)
@@ -205,22 +205,4 @@ func TestIntegrationBuildVM(t *testing.T) {
 	if err != nil || !strings.Contains(string(log), "kiln serial hello") {
 		t.Errorf("the console's log: %q, %v", log, err)
 	}
-}
-
-// syncWriter collects QEMU's stderr, safe to read while QEMU writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -6,9 +6,12 @@
 package testutil
 
 import (
+	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -45,5 +48,53 @@ func VMTest(t testing.TB) {
 			t.Fatal("VM tests must run in CI; do not pass -short")
 		}
 		t.Skip("VM test skipped with -short")
+	}
+}
+
+// Buffer collects output written by other goroutines (a command's stdout,
+// a console stream) for a test to read while they still write.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// update is -update: rewrite golden files from the current output.
+var update = flag.Bool("update", false, "rewrite golden files from the current output")
+
+// ReadGolden returns the golden file at path; with -update it first
+// writes got there. A missing file fails the test with the hint to run
+// -update.
+func ReadGolden(t testing.TB, path string, got []byte) []byte {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	return want
+}
+
+// Golden checks got against the golden file at path (see ReadGolden).
+func Golden(t testing.TB, path string, got []byte) {
+	t.Helper()
+	if want := ReadGolden(t, path, got); !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (go test -update rewrites it after you checked it)\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
