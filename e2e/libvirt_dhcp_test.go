@@ -44,25 +44,7 @@ esac
 // through it. The network is removed afterwards, dnsmasq included.
 func TestLibvirtDHCP(t *testing.T) {
 	requireLibvirt(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.DestroyNetwork(ctx, dhcpNetwork.Name) // left by a crashed run: its definition may be stale
-	if err := c.EnsureNetwork(ctx, dhcpNetwork.Name, &dhcpNetwork); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{}); err == nil {
-			c.DestroyNetwork(ctx, dhcpNetwork.Name)
-			c.Close()
-		}
-	})
+	useNetwork(t, &dhcpNetwork)
 	if !dnsmasqRunning(t, dhcpNetwork.Name) {
 		t.Fatalf("network %s is active but no dnsmasq serves it (make setup installs dnsmasq-base)", dhcpNetwork.Name)
 	}
@@ -108,6 +90,13 @@ func TestLibvirtDHCP(t *testing.T) {
 		t.Errorf("SSH_CONNECTION in the guest = %q, want %s PORT %s 22", conn, dhcpNetwork.Address, addr)
 	}
 	t.Logf("the guest took %s by DHCP; its sshd saw the connection %q", addr, conn)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	assertLease(ctx, t, c, addr)
 
 	// Removing the network stops its dnsmasq and removes its bridge.

@@ -29,6 +29,15 @@ func requireLibvirt(t *testing.T) {
 	t.Helper()
 	requireVM(t)
 	libvirttest.RequireSystem(t)
+	useNetwork(t, &e2eNetwork)
+}
+
+// useNetwork creates the libvirt network spec (afresh: one left by a
+// crashed run may have a stale definition) and removes it after the test:
+// libvirt 9.0 without dnsmasq segfaults at startup when it finds a network
+// still active from before a restart.
+func useNetwork(t *testing.T, spec *libvirt.NetworkSpec) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{})
@@ -36,17 +45,15 @@ func requireLibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.EnsureNetwork(ctx, e2eNetwork.Name, &e2eNetwork); err != nil {
+	c.DestroyNetwork(ctx, spec.Name)
+	if err := c.EnsureNetwork(ctx, spec.Name, spec); err != nil {
 		t.Fatal(err)
 	}
-	// Remove the network after the test: libvirt 9.0 without dnsmasq
-	// segfaults at startup when it finds a network still active from
-	// before a restart.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if c, err := libvirt.Dial(ctx, "qemu:///system", libvirt.DialOptions{}); err == nil {
-			c.DestroyNetwork(ctx, e2eNetwork.Name)
+			c.DestroyNetwork(ctx, spec.Name)
 			c.Close()
 		}
 	})
