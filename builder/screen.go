@@ -37,9 +37,9 @@ func (st *State) screen(ctx context.Context) (screenshotter, time.Duration) {
 			return nil, 0
 		}
 		// The screenshot runs on a connection of its own (a timeout
-		// there leaves the build's alone); it takes tens of milliseconds,
-		// or hangs when go-libvirt deadlocks the stream.
-		return lv.dom, 15 * time.Second
+		// there leaves the build's alone) and takes tens of milliseconds
+		// locally; the bound is for a slow remote host.
+		return lv.dom, 10 * time.Second
 	}
 	if st.QMP != nil && st.Proc != nil && !exited(st.Proc) {
 		return qmpScreen{st.QMP}, 5 * time.Second

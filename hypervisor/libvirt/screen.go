@@ -3,13 +3,10 @@ package libvirt
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"image/png"
 	"strings"
 	"time"
-
-	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/kilnbuild/kiln/internal/fsx"
 	"github.com/kilnbuild/kiln/internal/ppm"
@@ -26,33 +23,24 @@ const maxScreenshot = 128 << 20
 // where QEMU can write one (libvirt 9.0 with QEMU 7.2 does), saved as it
 // is, else a PPM, converted here.
 //
-// It runs on a connection of its own, bounded by ctx: go-libvirt's
-// DomainScreenshot now and then deadlocks its connection (see call), which
-// must not take the build's connection with it.
+// It runs on a connection of its own, bounded by ctx, and speaks the RPC
+// itself (see wireConn): go-libvirt's DomainScreenshot now and then
+// deadlocks its connection.
 func (d *Domain) Screenshot(ctx context.Context, pngPath string) error {
-	c, err := Dial(ctx, d.c.URI, DialOptions{})
+	w, closeWire, err := dialWire(ctx, d.c.URI)
 	if err != nil {
 		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
 	}
-	defer c.Close()
-	dom, err := c.LookupDomain(ctx, d.Name)
-	if err != nil {
-		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
-	}
-	return dom.screenshotPNG(ctx, pngPath)
-}
-
-func (d *Domain) screenshotPNG(ctx context.Context, pngPath string) error {
-	// Now and then the stream ends before any data (seen early in a
-	// guest's boot, a few seconds after the domain started): try again.
+	defer closeWire()
+	// A stream that ends before any data was seen early in a guest's
+	// boot, a few seconds after the domain started: try again.
 	var buf cappedBuffer
 	var mime string
-	var err error
 	for attempt := 1; ; attempt++ {
-		buf, mime = cappedBuffer{}, ""
-		err = d.screenshot(ctx, &buf, &mime)
-		var lerr golibvirt.Error // the daemon's own answer: final
-		if err == nil || buf.Len() > 0 || errors.As(err, &lerr) || attempt == screenshotTries || ctx.Err() != nil {
+		buf = cappedBuffer{}
+		mime, err = w.screenshot(d.dom, &buf)
+		// An error is final: the daemon's answer, or a lost connection.
+		if err != nil || buf.Len() > 0 || attempt == screenshotTries || ctx.Err() != nil {
 			break
 		}
 		t := time.NewTimer(200 * time.Millisecond)
@@ -63,7 +51,7 @@ func (d *Domain) screenshotPNG(ctx context.Context, pngPath string) error {
 		t.Stop()
 	}
 	if err != nil {
-		return fmt.Errorf("screenshot of domain %s: %w", d.Name, err)
+		return fmt.Errorf("screenshot of domain %s: %w", d.Name, ctxErr(ctx, err))
 	}
 	img, err := toPNG(mime, buf.Bytes())
 	if err != nil {
@@ -77,27 +65,6 @@ func (d *Domain) screenshotPNG(ctx context.Context, pngPath string) error {
 
 // screenshotTries bounds the attempts when the stream comes back empty.
 const screenshotTries = 5
-
-// screenshot runs one virDomainScreenshot into buf.
-func (d *Domain) screenshot(ctx context.Context, buf *cappedBuffer, mime *string) error {
-	return d.c.call(ctx, func() error {
-		m, err := d.c.l.DomainScreenshot(d.dom, buf, 0, 0)
-		if len(m) > 0 {
-			*mime = m[0]
-		}
-		// go-libvirt decodes the MIME type from the empty packet that ends
-		// the stream instead of from the reply before it, so the call fails
-		// with an XDR error after the whole image arrived. Errors while
-		// the image streams are the daemon's (a libvirt Error) or a lost
-		// connection; anything else came after the end, and toPNG checks
-		// the image is whole.
-		var lerr golibvirt.Error
-		if err != nil && buf.Len() > 0 && buf.err == nil && !errors.As(err, &lerr) && !errors.Is(err, golibvirt.ErrInterrupted) {
-			err = nil
-		}
-		return err
-	})
-}
 
 var pngMagic = []byte("\x89PNG\r\n\x1a\n")
 
