@@ -72,6 +72,8 @@ type lvState struct {
 	httpIP  string // where the guest reaches kiln's HTTP server
 	stopped bool   // the guest powered off: the disks are consistent
 
+	stopConsole context.CancelFunc // ends the serial console stream
+
 	mu sync.Mutex
 }
 
@@ -404,10 +406,22 @@ func (st *State) openLibvirtConsole(ctx context.Context) error {
 		return fmt.Errorf("creating serial log: %w", err)
 	}
 	dom := lv.dom
+	// The console lives until the domain stops or the start step's undo
+	// stops it; the build's context ending must not cut the serial log
+	// short before the undo read the guest's last words.
+	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	lv.stopConsole = stop
+	ended, err := dom.Console(cctx, &teeWriter{a: logf, b: peer})
+	if err != nil {
+		stop()
+		logf.Close()
+		peer.Close()
+		return err
+	}
 	go func() {
 		defer logf.Close()
 		defer peer.Close()
-		if err := dom.Console(&teeWriter{a: logf, b: peer}); err != nil {
+		if err := <-ended; err != nil {
 			st.Opts.Log.Debug("libvirt console ended", "err", err)
 		}
 		// The console ends when QEMU does: a domain that stopped when

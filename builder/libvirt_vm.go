@@ -54,6 +54,9 @@ func stepLibvirtStart(ctx context.Context, st *State) (Undo, error) {
 		if uerr := d.Undefine(ctx); uerr != nil && err == nil {
 			err = uerr
 		}
+		if lv.stopConsole != nil {
+			lv.stopConsole()
+		}
 		if st.Console != nil {
 			st.Console.Close()
 		}

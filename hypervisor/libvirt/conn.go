@@ -1,8 +1,9 @@
 // Package libvirt runs build VMs through a libvirt daemon, local or remote,
 // with the pure-Go RPC client github.com/digitalocean/go-libvirt. Everything
-// a build needs goes over that one connection, disk images included
+// a build needs goes over libvirt's RPC protocol, disk images included
 // (storage volume upload and download streams), so a remote host needs no
-// shared filesystem and no second channel.
+// shared filesystem and no second channel. The calls that stream data from
+// the daemon use a client of this package's own instead (wireConn).
 //
 // go-libvirt's calls take no context. Conn bounds each call: when the
 // context ends first, the connection is closed, which fails every call in

@@ -205,15 +205,48 @@ func (d *Domain) SendKeys(ctx context.Context, codes []uint32, hold time.Duratio
 	return nil
 }
 
-// Console streams the serial console into w until the domain stops or the
-// connection closes; run it in a goroutine. It works the same on remote
-// hosts, so a build needs no access to the host's files.
-func (d *Domain) Console(w io.Writer) error {
-	err := d.c.l.DomainOpenConsole(d.dom, golibvirt.OptString{}, w, uint32(golibvirt.DomainConsoleForce))
+// Console opens the domain's serial console and streams it into w, in
+// the background, until the domain stops or ctx ends; the stream's end
+// arrives on the returned channel. It returns once the daemon set the
+// console up (at most 30 s), so a domain started paused can be resumed
+// without losing its first output. It works the same on remote hosts,
+// and runs on a connection of its own (see wireConn).
+func (d *Domain) Console(ctx context.Context, w io.Writer) (<-chan error, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	wc, closeWire, err := dialWire(ctx, d.c.URI)
 	if err != nil {
-		return fmt.Errorf("serial console of domain %s: %w", d.Name, err)
+		cancel()
+		return nil, fmt.Errorf("serial console of domain %s: %w", d.Name, err)
 	}
-	return nil
+	var e xdrEncoder
+	e.domain(d.dom)
+	e.uint32(0) // no device name: the first console
+	e.uint32(uint32(golibvirt.DomainConsoleForce))
+	opened := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		defer closeWire()
+		_, err := wc.download(procDomainOpenConsole, e.b, w, func() { close(opened) })
+		if err != nil {
+			err = fmt.Errorf("serial console of domain %s: %w", d.Name, ctxErr(ctx, err))
+		}
+		done <- err
+	}()
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-opened:
+		return done, nil
+	case err := <-done:
+		if err == nil { // opened, and the domain already stopped
+			err = fmt.Errorf("serial console of domain %s ended at once", d.Name)
+		}
+		return nil, err
+	case <-t.C:
+		cancel()
+		return nil, fmt.Errorf("serial console of domain %s: libvirt did not open it within 30s", d.Name)
+	}
 }
 
 // MAC returns the MAC address of the domain's first interface (libvirt

@@ -95,7 +95,10 @@ func bootGuest(ctx context.Context, t *testing.T, c *Conn, name string, vol Volu
 		t.Fatal(err)
 	}
 	console = &testutil.Buffer{}
-	go d.Console(console)
+	if _, err := d.Console(ctx, console); err != nil {
+		stop()
+		t.Fatal(err)
+	}
 	for !strings.Contains(console.String(), "kiln-guest: sshd ready") {
 		select {
 		case <-ctx.Done():

@@ -15,13 +15,10 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 )
 
-// wireConn speaks libvirt's RPC protocol itself, for the one call
-// go-libvirt gets wrong: virDomainScreenshot. go-libvirt expects the
-// call's reply before the image's stream; libvirtd 9.0 sends the stream
-// first in about one screenshot in five, and go-libvirt then hangs (its
-// router blocks handing the late reply to a caller that stopped reading,
-// while holding the lock that caller needs). Here one goroutine reads
-// the packets, takes them in whatever order they come, and holds no lock.
+// wireConn speaks libvirt's RPC protocol itself, for the calls go-libvirt
+// gets wrong: those that stream data from the daemon (see download). Each
+// runs on a connection of its own, read by one goroutine that holds no
+// lock, so a stream cannot stall the build's connection either.
 //
 // The protocol (libvirt's src/rpc/virnetprotocol.x): each packet is a
 // big-endian length that counts itself, a header of six 32-bit words
@@ -37,11 +34,13 @@ const (
 	wireProgram = 0x20008086 // REMOTE_PROGRAM
 	wireVersion = 1
 
-	procConnectOpen      = 1
-	procConnectClose     = 2
-	procAuthList         = 66
-	procAuthPolkit       = 70
-	procDomainScreenshot = 211
+	procConnectOpen        = 1
+	procConnectClose       = 2
+	procAuthList           = 66
+	procAuthPolkit         = 70
+	procDomainOpenConsole  = 201
+	procStorageVolDownload = 209
+	procDomainScreenshot   = 211
 
 	packetCall   = 0
 	packetReply  = 1
@@ -198,47 +197,62 @@ func (w *wireConn) read() (wireHeader, []byte, error) {
 
 // screenshot runs virDomainScreenshot of screen 0 and copies the image
 // to out; it returns the image's MIME type as the daemon named it.
-//
-// The daemon answers the call with a reply (the MIME type) and streams
-// the image as stream packets with status "continue", ending with an
-// empty one (newer versions: an empty one with status "ok"). libvirtd 9.0
-// queues the two independently: now and then the whole stream arrives
-// before the reply (go-libvirt then takes the first data packet for the
-// reply and waits forever for the end it already consumed). So both are
-// awaited here, in any order. An error packet, reply or stream, is the
-// daemon's error.
 func (w *wireConn) screenshot(dom golibvirt.Domain, out io.Writer) (string, error) {
 	var e xdrEncoder
-	e.str(dom.Name)
-	e.b = append(e.b, dom.UUID[:]...)
-	e.uint32(uint32(dom.ID))
+	e.domain(dom)
 	e.uint32(0) // screen
 	e.uint32(0) // flags
-	serial, err := w.send(procDomainScreenshot, e.b)
+	reply, err := w.download(procDomainScreenshot, e.b, out, nil)
 	if err != nil {
 		return "", err
 	}
-	var mime string
-	var replied, ended bool
-	for !replied || !ended {
+	d := xdrDecoder{b: reply}
+	mime := d.optString()
+	if d.err != nil {
+		return "", fmt.Errorf("decoding the screenshot reply: %w", d.err)
+	}
+	return mime, nil
+}
+
+// download sends a call the daemon answers with a reply and a stream of
+// data (a screenshot, a volume's bytes, a console's output), copies the
+// stream to out and returns the reply's payload once both have ended.
+//
+// The stream is packets with status "continue", ended by an empty one
+// (newer versions: an empty one with status "ok"). libvirtd 9.0 queues
+// reply and stream independently: now and then the whole stream comes
+// before the reply. go-libvirt takes the first packet for the reply, so
+// it loses the first chunk of data and then hangs (its router blocks
+// handing the late reply to a caller that stopped reading, while holding
+// the lock that caller needs). Here both are awaited, in any order. An
+// error packet, reply or stream, is the daemon's error.
+//
+// replied, when not nil, is called once the reply arrived: the daemon
+// set the stream up.
+func (w *wireConn) download(proc uint32, args []byte, out io.Writer, replied func()) ([]byte, error) {
+	serial, err := w.send(proc, args)
+	if err != nil {
+		return nil, err
+	}
+	var reply []byte
+	var gotReply, ended bool
+	for !gotReply || !ended {
 		h, payload, err := w.read()
 		if err != nil {
-			return mime, err
+			return nil, err
 		}
 		if h.Serial != serial {
 			continue
 		}
 		if h.Status == statusError {
-			return mime, decodeWireError(payload)
+			return nil, decodeWireError(payload)
 		}
 		switch h.Type {
 		case packetReply:
-			d := xdrDecoder{b: payload}
-			mime = d.optString()
-			if d.err != nil {
-				return "", fmt.Errorf("decoding the screenshot reply: %w", d.err)
+			reply, gotReply = payload, true
+			if replied != nil {
+				replied()
 			}
-			replied = true
 		case packetStream:
 			if ended {
 				continue // a second end marker
@@ -248,11 +262,11 @@ func (w *wireConn) screenshot(dom golibvirt.Domain, out io.Writer) (string, erro
 				continue
 			}
 			if _, err := out.Write(payload); err != nil {
-				return mime, err
+				return nil, err
 			}
 		}
 	}
-	return mime, nil
+	return reply, nil
 }
 
 // decodeWireError reads the code and message of a virNetMessageError as
@@ -281,6 +295,16 @@ func (e *xdrEncoder) str(s string) {
 	e.uint32(uint32(len(s)))
 	e.b = append(e.b, s...)
 	e.b = append(e.b, make([]byte, pad4(len(s)))...)
+}
+
+func (e *xdrEncoder) uint64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+
+// domain is a remote_nonnull_domain: name, UUID, ID. The daemon finds the
+// domain by its UUID.
+func (e *xdrEncoder) domain(d golibvirt.Domain) {
+	e.str(d.Name)
+	e.b = append(e.b, d.UUID[:]...)
+	e.uint32(uint32(d.ID))
 }
 
 func (e *xdrEncoder) optString(s string) {

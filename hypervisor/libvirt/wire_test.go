@@ -8,6 +8,7 @@ import (
 	"errors"
 	"image"
 	pngenc "image/png"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/kilnbuild/kiln/internal/testutil"
 )
 
 // fakeDaemon answers libvirt RPC calls on a unix socket the way libvirtd
@@ -27,6 +30,7 @@ type fakeDaemon struct {
 	sock       string
 	auth       []uint32
 	screenshot func(c net.Conn, serial uint32)
+	console    func(c net.Conn, serial uint32)
 	calls      chan uint32 // procedures, in order
 	openedURI  chan string
 }
@@ -84,7 +88,10 @@ func (f *fakeDaemon) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		f.calls <- h.Procedure
+		select {
+		case f.calls <- h.Procedure:
+		default:
+		}
 		switch h.Procedure {
 		case procAuthList:
 			var e xdrEncoder
@@ -95,7 +102,10 @@ func (f *fakeDaemon) serve(c net.Conn) {
 			writePacket(c, h.Procedure, packetReply, h.Serial, statusOK, e.b)
 		case procConnectOpen:
 			d := xdrDecoder{b: payload}
-			f.openedURI <- d.optString()
+			select {
+			case f.openedURI <- d.optString():
+			default: // the test reads the first only
+			}
 			writePacket(c, h.Procedure, packetReply, h.Serial, statusOK, nil)
 		case procDomainScreenshot:
 			d := xdrDecoder{b: payload}
@@ -103,6 +113,8 @@ func (f *fakeDaemon) serve(c net.Conn) {
 				f.t.Errorf("screenshot of domain %q", name)
 			}
 			f.screenshot(c, h.Serial)
+		case procDomainOpenConsole:
+			f.console(c, h.Serial)
 		case procConnectClose:
 			writePacket(c, h.Procedure, packetReply, h.Serial, statusOK, nil)
 			return
@@ -248,5 +260,69 @@ func assertFileEquals(t *testing.T, path string, want []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s: %d bytes, want the %d sent", path, len(got), len(want))
+	}
+}
+
+// TestWireConsole: Console returns once libvirt set the console up, the
+// output written before and after that arrives in order, and the stream
+// ends when the daemon ends it, or when ctx does.
+func TestWireConsole(t *testing.T) {
+	f := newFakeDaemon(t)
+	release := make(chan struct{})
+	f.console = func(c net.Conn, serial uint32) {
+		writePacket(c, procDomainOpenConsole, packetStream, serial, statusContinue, []byte("SeaBIOS\n"))
+		writePacket(c, procDomainOpenConsole, packetReply, serial, statusOK, nil)
+		<-release
+		writePacket(c, procDomainOpenConsole, packetStream, serial, statusContinue, []byte("login: "))
+		writePacket(c, procDomainOpenConsole, packetStream, serial, statusOK, nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := testDomain()
+	d.c = &Conn{URI: f.uri()}
+	var out testutil.Buffer
+	ended, err := d.Console(ctx, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		t.Fatalf("console ended before the domain did: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "SeaBIOS\nlogin: " {
+		t.Errorf("console gave %q", got)
+	}
+
+	// A console that never ends is ended by its context.
+	f.console = func(c net.Conn, serial uint32) {
+		writePacket(c, procDomainOpenConsole, packetReply, serial, statusOK, nil)
+	}
+	cctx, ccancel := context.WithCancel(ctx)
+	ended, err = d.Console(cctx, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccancel()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("console ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("console still streaming after its context ended")
+	}
+
+	// A daemon that refuses (the domain is not running) is an error from
+	// Console itself.
+	f.console = func(c net.Conn, serial uint32) {
+		writePacket(c, procDomainOpenConsole, packetReply, serial, statusError, errorPayload(55, "domain is not running"))
+	}
+	if _, err := d.Console(ctx, io.Discard); err == nil || !strings.Contains(err.Error(), "domain is not running") {
+		t.Errorf("console of a stopped domain: %v", err)
 	}
 }
